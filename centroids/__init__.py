@@ -1,0 +1,1 @@
+"""Model of anfe: faces to embeddings to centroids to classification; storage, build, benchmark."""

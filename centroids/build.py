@@ -1,0 +1,222 @@
+"""Build centroid sets ``g_N`` (N images per gender) from a labelled folder and store them.
+
+For each gender the images are put in one seeded random order; the N images of ``g_N`` are the
+first N in that order that hold exactly one face (any face for ``cropped`` datasets), so the images
+of a smaller size are a subset of those of a larger one. Images are embedded in waves, just enough
+to fill the largest size, through :func:`centroids.extract.embed_paths` (parallel, cached,
+resumable). A size the data cannot fill is reported and skipped, never built from fewer images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from centroids import datasets
+from centroids.errors import InvalidParameter
+from centroids.extract import Embedded, embed_paths, load_cache
+from centroids.faces import EmbeddingSettings
+from centroids.model import GENDERS, CentroidSet
+from centroids.store import Store
+
+DEFAULT_SIZES = (1000, 2000, 5000, 10000, 20000, 50000)
+
+
+def centroid_id(per_gender: int) -> str:
+    return f"g_{per_gender}"
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"1000,2000,5k"`` → ``[1000, 2000, 5000]`` (sorted, unique, positive)."""
+    sizes = set()
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        mult = 1000 if part.endswith("k") else 1
+        try:
+            value = int(part.rstrip("k")) * mult
+        except ValueError:
+            raise InvalidParameter(f"size {part!r} is not a whole number") from None
+        if value < 2:
+            raise InvalidParameter(
+                f"size {value} is too small; each gender needs at least 2 images"
+            )
+        sizes.add(value)
+    if not sizes:
+        raise InvalidParameter("no sizes given")
+    return sorted(sizes)
+
+
+@dataclass
+class GenderTally:
+    """What happened to the images looked at for one gender."""
+
+    examined: int = 0
+    usable: int = 0
+    no_face: int = 0
+    several_faces: int = 0
+    unreadable: int = 0
+
+    def add(self, emb: Embedded) -> None:
+        self.examined += 1
+        if emb.error:
+            self.unreadable += 1
+        elif emb.usable:
+            self.usable += 1
+        elif emb.faces_found == 0:
+            self.no_face += 1
+        else:
+            self.several_faces += 1
+
+
+@dataclass
+class BuildReport:
+    built: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    tally: dict[str, GenderTally] = field(default_factory=dict)
+    computed: int = 0  # images embedded in this run (cache misses)
+
+
+@dataclass
+class Sample:
+    """The usable images of one gender in draw order, with their embeddings."""
+
+    items: list[datasets.Item] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+
+
+def draw_order(items: list[datasets.Item], seed: int, gender: str) -> list[datasets.Item]:
+    """The seeded random order in which one gender's images are drawn."""
+    pool = sorted((it for it in items if it.gender == gender), key=lambda it: it.path.as_posix())
+    rng = np.random.default_rng([seed, GENDERS.index(gender)])
+    return [pool[i] for i in rng.permutation(len(pool))]
+
+
+def sample(
+    items: list[datasets.Item],
+    need: int,
+    settings: EmbeddingSettings,
+    store: Store | None,
+    *,
+    seed: int = 0,
+    jobs: int | None = None,
+    progress: bool = True,
+    report: BuildReport | None = None,
+) -> dict[str, Sample]:
+    """Embed images in draw order until each gender has ``need`` usable ones (or none are left)."""
+    report = report or BuildReport()
+    orders = {g: draw_order(items, seed, g) for g in GENDERS}
+    cursor = {g: 0 for g in GENDERS}
+    out = {g: Sample() for g in GENDERS}
+    report.tally = {g: GenderTally() for g in GENDERS}
+    cache = load_cache(store, settings) if store is not None else {}
+    while True:
+        wave: list[tuple[str, datasets.Item]] = []
+        for g in GENDERS:
+            missing = need - len(out[g].items)
+            if missing <= 0 or cursor[g] >= len(orders[g]):
+                continue
+            take = min(len(orders[g]) - cursor[g], int(missing * 1.1) + 8)
+            wave += [(g, it) for it in orders[g][cursor[g] : cursor[g] + take]]
+            cursor[g] += take
+        if not wave:
+            break
+        before = len(cache)
+        embedded = embed_paths(
+            [it.path for _, it in wave],
+            settings,
+            store,
+            labels=[g for g, _ in wave],
+            jobs=jobs,
+            progress=progress,
+            desc="embedding",
+            cache=cache,
+        )
+        report.computed += len(cache) - before
+        for (g, it), emb in zip(wave, embedded, strict=True):
+            if len(out[g].items) >= need:
+                continue
+            report.tally[g].add(emb)
+            if emb.usable:
+                out[g].items.append(it)
+                out[g].vectors.append(emb.vector)
+                out[g].hashes.append(emb.sha256)
+    return out
+
+
+def build(
+    dataset: str | Path,
+    sizes: list[int],
+    store: Store,
+    settings: EmbeddingSettings | None = None,
+    *,
+    seed: int = 0,
+    jobs: int | None = None,
+    progress: bool = True,
+    min_age: int | None = None,
+    items: list[datasets.Item] | None = None,
+    log=print,
+) -> BuildReport:
+    """Build and store ``g_N`` for every N in ``sizes`` that the dataset can fill."""
+    settings = settings or EmbeddingSettings()
+    sizes = sorted(set(sizes))
+    if items is None:
+        items = datasets.read_dataset(dataset)
+    if min_age is not None:
+        items = datasets.adults(items, min_age)
+    report = BuildReport()
+    drawn = sample(
+        items, max(sizes), settings, store, seed=seed, jobs=jobs, progress=progress, report=report
+    )
+    for n in sizes:
+        short = [g for g in GENDERS if len(drawn[g].items) < n]
+        if short:
+            have = ", ".join(f"{len(drawn[g].items)} {g}" for g in GENDERS)
+            report.skipped[n] = f"needs {n} usable images per gender; the dataset has {have}"
+            log(f"skipped {centroid_id(n)}: {report.skipped[n]}")
+            continue
+        cid = centroid_id(n)
+        digest = hashlib.sha256(
+            "\n".join(drawn["female"].hashes[:n] + drawn["male"].hashes[:n]).encode()
+        ).hexdigest()
+        source = {
+            "dataset": str(dataset),
+            "seed": seed,
+            "images": 2 * n,
+            "min_age": min_age,
+            "sample_sha256": digest,
+        }
+        if _unchanged(store, cid, source, settings):
+            report.unchanged.append(cid)
+            log(f"{cid}: unchanged (same images and settings), kept")
+            continue
+        cs = CentroidSet.from_embeddings(
+            cid,
+            np.stack(drawn["female"].vectors[:n]),
+            np.stack(drawn["male"].vectors[:n]),
+            embedding=settings.describe(),
+            source=source,
+            seed=seed,
+        )
+        store.put_centroids(cs.to_doc())
+        report.built.append(cid)
+        log(
+            f"{cid}: stored ({n} female + {n} male; held-out accuracy "
+            f"{cs.calibration.held_out_accuracy:.3f})"
+        )
+    return report
+
+
+def _unchanged(store: Store, cid: str, source: dict, settings: EmbeddingSettings) -> bool:
+    existing = store._call(lambda: store.centroids.find_one({"_id": cid}))
+    return bool(
+        existing
+        and existing.get("source", {}).get("sample_sha256") == source["sample_sha256"]
+        and existing.get("embedding") == settings.describe()
+    )

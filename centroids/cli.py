@@ -1,0 +1,283 @@
+"""The ``anfe`` command: ``build``, ``predict``, ``centroids`` here; other packages add theirs.
+
+Subcommands of other packages (``serve`` from app, ``scrape`` and ``clean`` from scraper, ``bench``)
+are found through the ``anfe.commands`` entry-point group: each entry is a function
+``register(subparsers)`` that adds one parser with ``func`` set. So this module imports none of them.
+
+Errors print one line ``anfe: error: <message>`` and exit with the error's code (2 bad usage,
+3 bad image, 4 centroids missing, 5 database unavailable, 130 interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from centroids import datasets, shipped
+from centroids.build import DEFAULT_SIZES, build, parse_sizes
+from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, NoCentroids
+from centroids.faces import EmbeddingSettings
+from centroids.model import CentroidSet
+from centroids.predict import predict_image
+from centroids.store import Store, default_uri, describe_uri
+
+EXAMPLES_BUILD = """examples:
+  anfe build ../shared/data/utkface --sizes 1000,2000,5000 --cropped --min-age 18
+  anfe build clean/ --sizes 1000,2000,5000,10000,20000,50000 --seed 0 --db mongodb://localhost:27017
+"""
+EXAMPLES_PREDICT = """examples:
+  anfe predict photo.jpg
+  anfe predict photos/ --json --centroids g_2000
+"""
+EXAMPLES_CENTROIDS = """examples:
+  anfe centroids list
+  anfe centroids show g_5000
+  anfe centroids delete g_1000
+  anfe centroids seed        # add the shipped sets the database lacks
+"""
+
+
+def add_db_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        default=None,
+        help="database URI: mongodb://... or a folder / montydb:///folder "
+        f"(default: $ANFE_DB or {default_uri()})",
+    )
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    return Store(args.db or default_uri())
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _register_build(sub) -> None:
+    p = sub.add_parser(
+        "build",
+        help="embed a labelled folder and store centroid sets g_N",
+        description="Embed images of a labelled folder (female/ male/, or actresses/ actors/) "
+        "and store the centroid sets g_N, N images per gender, in the database. "
+        "Embeddings are cached: a rerun, or a run after an interruption, recomputes nothing.",
+        epilog=EXAMPLES_BUILD,
+        formatter_class=_formatter,
+    )
+    p.add_argument("dataset", type=Path, help="labelled folder")
+    p.add_argument(
+        "--sizes",
+        default=",".join(str(s) for s in DEFAULT_SIZES),
+        help="images per gender, comma-separated (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random draw (default: 0)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument("--cropped", action="store_true", help="images are face crops: no detection")
+    p.add_argument(
+        "--min-age", type=int, default=None, help="keep images with labels.csv age >= this"
+    )
+    p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
+    p.add_argument("--landmarks", choices=["small", "large"], default="small")
+    p.add_argument("--max-side", type=int, default=800, help="detect on a copy this large")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_db_option(p)
+    p.set_defaults(func=_run_build)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    settings = EmbeddingSettings(
+        model=args.landmarks, jitters=args.jitters, max_side=args.max_side, cropped=args.cropped
+    )
+    sizes = parse_sizes(args.sizes)
+    with open_store(args) as store:
+        report = build(
+            args.dataset,
+            sizes,
+            store,
+            settings,
+            seed=args.seed,
+            jobs=args.jobs,
+            progress=not args.no_progress,
+            min_age=args.min_age,
+        )
+    for g, t in report.tally.items():
+        print(
+            f"{g}: {t.examined} examined, {t.usable} usable, {t.no_face} no face, "
+            f"{t.several_faces} several faces, {t.unreadable} unreadable"
+        )
+    print(
+        f"embedded {report.computed} new images; built {', '.join(report.built) or 'nothing'}"
+        + (f"; unchanged {', '.join(report.unchanged)}" if report.unchanged else "")
+    )
+    if not report.built and not report.unchanged:
+        print("anfe: error: no size could be filled", file=sys.stderr)
+        return 4
+    return 0
+
+
+def load_centroid_set(store: Store, cid: str | None) -> CentroidSet:
+    """The requested set, or the default; seeds the shipped sets into an empty database."""
+    docs = store.list_centroids()
+    if not docs:
+        shipped.seed(store)
+        docs = store.list_centroids()
+    if not docs:
+        raise NoCentroids("the database holds no centroid set; run `anfe build` first")
+    if cid is None:
+        ids = [d["_id"] for d in docs]
+        cid = shipped.DEFAULT_CENTROIDS if shipped.DEFAULT_CENTROIDS in ids else ids[-1]
+    return CentroidSet.from_doc(store.get_centroids(cid))
+
+
+def _register_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify the faces in an image or a folder of images",
+        description="Print, for every face, its box, the gender, the distance to each centroid "
+        "and the confidence.",
+        epilog=EXAMPLES_PREDICT,
+        formatter_class=_formatter,
+    )
+    p.add_argument("path", type=Path, help="an image file or a folder of images")
+    p.add_argument("--centroids", default=None, help="centroid set id (default: g_5000 or largest)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.add_argument("--max-faces", type=int, default=20)
+    add_db_option(p)
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    if args.path.is_dir():
+        paths = [
+            p for p in sorted(args.path.rglob("*"))
+            if p.is_file() and p.suffix.lower() in datasets.IMAGE_SUFFIXES
+        ]  # fmt: skip
+        if not paths:
+            raise DatasetError(f"no images in folder {args.path.name!r}")
+    elif args.path.is_file():
+        paths = [args.path]
+    else:
+        print(f"anfe: error: no such file or folder: {args.path}", file=sys.stderr)
+        return 2
+    with open_store(args) as store:
+        cs = load_centroid_set(store, args.centroids)
+    failures = 0
+    for path in paths:
+        try:
+            result = predict_image(path.read_bytes(), cs, max_faces=args.max_faces)
+        except AnfeError as exc:
+            failures += 1
+            if args.json:
+                print(
+                    json.dumps(
+                        {"path": str(path), "error": {"code": exc.code, "message": exc.message}}
+                    )
+                )
+            else:
+                print(f"{path}: error: {exc.message}")
+            continue
+        if args.json:
+            print(json.dumps({"path": str(path), **result}))
+            continue
+        if not result["faces"]:
+            print(f"{path}: no face found")
+        for i, face in enumerate(result["faces"], 1):
+            b = face["box"]
+            flag = " uncertain" if face["uncertain"] else ""
+            flag += "" if face["in_range"] else " out-of-range"
+            print(
+                f"{path}: face {i} box=({b['top']},{b['right']},{b['bottom']},{b['left']}) "
+                f"{face['gender']} d_female={face['distances']['female']:.4f} "
+                f"d_male={face['distances']['male']:.4f} confidence={face['confidence']:.3f}{flag}"
+            )
+    return 3 if failures == len(paths) else 0
+
+
+def _register_centroids(sub) -> None:
+    p = sub.add_parser(
+        "centroids",
+        help="list, show, delete or seed the stored centroid sets",
+        epilog=EXAMPLES_CENTROIDS,
+        formatter_class=_formatter,
+    )
+    p.add_argument("action", choices=["list", "show", "delete", "seed"])
+    p.add_argument("id", nargs="?", help="centroid set id, for show and delete")
+    add_db_option(p)
+    p.set_defaults(func=_run_centroids)
+
+
+def _run_centroids(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        if args.action == "seed":
+            added = shipped.seed(store)
+            print(
+                f"seeded {', '.join(added)}"
+                if added
+                else "nothing to seed: all shipped sets present"
+            )
+            return 0
+        if args.action == "list":
+            docs = store.list_centroids()
+            if not docs:
+                print(f"no centroid sets in {describe_uri(store.uri)}")
+            for d in docs:
+                src = d.get("source", {})
+                print(
+                    f"{d['_id']:<16} {d.get('mode', 'centroid'):<10} per_gender={d.get('per_gender')} "
+                    f"dataset={src.get('dataset')} seed={src.get('seed')} created={d.get('created_at')}"
+                )
+            return 0
+        if not args.id:
+            print(
+                f"anfe: error: `anfe centroids {args.action}` needs a centroid id", file=sys.stderr
+            )
+            return 2
+        if args.action == "show":
+            doc = store.get_centroids(args.id)
+            print(json.dumps(doc, indent=2))
+            return 0
+        if not store.delete_centroids(args.id):
+            raise CentroidsNotFound(f"no centroid set with id {args.id!r}")
+        print(f"deleted {args.id}")
+        return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="anfe",
+        description="Gender recognition with Average Neural Face Embeddings.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _register_build(sub)
+    _register_predict(sub)
+    _register_centroids(sub)
+    for ep in sorted(entry_points(group="anfe.commands"), key=lambda e: e.name):
+        ep.load()(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except AnfeError as exc:
+        print(f"anfe: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("anfe: interrupted; finished work is saved, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Images in, faces out: load image bytes or paths, detect faces, encode 128-d dlib embeddings.
+
+Plain functions over numpy arrays, in the manner of face_recognition's ``api.py``, which supplies
+the dlib models. The models load once per process, on the first call (or on :func:`warm_up`).
+
+Boxes are ``(top, right, bottom, left)`` tuples of ints in full-resolution pixel coordinates,
+the order face_recognition uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from centroids.errors import ImageTooLarge, ImageUndecodable, InvalidParameter, UnsupportedImageType
+
+Box = tuple[int, int, int, int]
+ImageSource = str | Path | bytes | bytearray | memoryview
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_SIDE = 800
+ENCODER_NAME = "dlib_face_recognition_resnet_model_v1"
+
+# Magic bytes of the formats we read, in the order we test them.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Everything that changes an embedding; part of every cache key and centroid document."""
+
+    model: str = "small"  # landmark model: "small" (5 points) or "large" (68 points)
+    jitters: int = 1
+    detector: str = "hog"
+    upsample: int = 1
+    max_side: int = DEFAULT_MAX_SIDE
+    cropped: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in ("small", "large"):
+            raise InvalidParameter(f"landmark model must be 'small' or 'large', not {self.model!r}")
+        if not 1 <= self.jitters <= 100:
+            raise InvalidParameter("jitters must be between 1 and 100")
+        if not 0 <= self.upsample <= 3:
+            raise InvalidParameter("upsample must be between 0 and 3")
+        if self.max_side < 64:
+            raise InvalidParameter("max_side must be at least 64 pixels")
+
+    def key(self) -> str:
+        """A short stable string naming these settings, used in embedding cache ids."""
+        if self.cropped:
+            return f"{self.model}-j{self.jitters}-cropped"
+        return f"{self.model}-j{self.jitters}-{self.detector}-u{self.upsample}-s{self.max_side}"
+
+    def describe(self) -> dict:
+        """The ``embedding`` block of a centroid document."""
+        d = asdict(self)
+        d["model"] = ENCODER_NAME
+        d["landmarks"] = self.model
+        return d
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Return the image format named by the first bytes (``"JPEG"``, ``"PNG"``, ...) or None."""
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of the bytes, hex: the identity of an image in the embedding cache."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Return the bytes of a path or a bytes-like object, refusing more than ``max_bytes``."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageTooLarge(f"image has {size} bytes; the limit is {max_bytes}")
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise ImageUndecodable(
+                f"cannot read image file {path.name!r}: {exc.strerror}"
+            ) from None
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"image has {len(data)} bytes; the limit is {max_bytes}")
+    return data
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode image bytes into an RGB ``uint8`` array of shape (height, width, 3).
+
+    EXIF orientation is applied, transparency is flattened onto white, 16-bit and greyscale
+    images are brought to 8-bit RGB, and only the first frame of an animation is used.
+
+    :raises ImageUndecodable: empty, truncated or corrupt bytes
+    :raises UnsupportedImageType: bytes of a format we do not read (PDF, SVG, HTML, zip, TIFF...)
+    :raises ImageTooLarge: more than ``max_pixels`` pixels, checked before decoding the pixels
+    """
+    if not data:
+        raise ImageUndecodable("the image is empty (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise UnsupportedImageType("not a JPEG, PNG, WebP, BMP or GIF image")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # face_recognition sets it to True on import
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"image is {width}x{height} pixels; the limit is {max_pixels} pixels"
+                )
+            img.seek(0)
+            img.load()
+            img = _oriented(img)
+            rgb = _to_rgb(img)
+    except (ImageTooLarge, UnsupportedImageType):
+        raise
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"image has more than {max_pixels} pixels") from None
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise ImageUndecodable(f"cannot decode the {fmt} image: {_short(exc)}") from None
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def load_image(
+    source: ImageSource,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Load a path or image bytes as an RGB ``uint8`` array (see :func:`decode`)."""
+    return decode(read_bytes(source, max_bytes), max_pixels)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def _oriented(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a corrupt EXIF block must not make a readable photo unreadable
+        return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+@functools.cache
+def _api():
+    """face_recognition's module, imported (and its dlib models loaded) once per process."""
+    import face_recognition.api as api
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # undo the library's global change
+    return api
+
+
+def warm_up() -> None:
+    """Load the dlib models now rather than on the first image."""
+    _api()
+
+
+def whole_image_box(image: np.ndarray) -> Box:
+    """The box covering the whole image, for pre-cropped faces such as UTKFace's."""
+    h, w = image.shape[:2]
+    return (0, w, h, 0)
+
+
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Return a copy whose longest side is at most ``max_side`` and the scale applied (<= 1)."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return image, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(small), scale
+
+
+def detect(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE, upsample: int = 1) -> list[Box]:
+    """Find faces with dlib's HOG detector on a copy downscaled to ``max_side``.
+
+    :param image: RGB image array that contains zero or more faces
+    :return: boxes in full-resolution coordinates, left to right
+    """
+    small, scale = downscale(image, max_side)
+    rects = _api().face_detector(small, upsample)
+    h, w = image.shape[:2]
+    boxes = []
+    for r in rects:
+        top = max(0, int(round(r.top() / scale)))
+        right = min(w, int(round(r.right() / scale)))
+        bottom = min(h, int(round(r.bottom() / scale)))
+        left = max(0, int(round(r.left() / scale)))
+        if right > left and bottom > top:
+            boxes.append((top, right, bottom, left))
+    return sorted(boxes, key=lambda b: (b[3], b[0]))
+
+
+def _shapes(image: np.ndarray, boxes: list[Box], model: str) -> list:
+    api = _api()
+    predictor = api.pose_predictor_5_point if model == "small" else api.pose_predictor_68_point
+    return [predictor(image, api._css_to_rect(box)) for box in boxes]
+
+
+def encode(
+    image: np.ndarray, boxes: list[Box], num_jitters: int = 1, model: str = "small"
+) -> np.ndarray:
+    """Compute one 128-d embedding per box.
+
+    :param image: the full-resolution RGB image the boxes refer to
+    :param boxes: face boxes ``(top, right, bottom, left)``
+    :return: float64 array of shape ``(len(boxes), 128)``
+    """
+    if not boxes:
+        return np.empty((0, 128))
+    shapes = _shapes(image, boxes, model)
+    encoder = _api().face_encoder
+    vectors = [encoder.compute_face_descriptor(image, s, num_jitters) for s in shapes]
+    return np.asarray(vectors, dtype=np.float64)
+
+
+def landmarks(image: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    """The 68 facial landmarks of each box, as ``(68, 2)`` integer arrays of (x, y)."""
+    return [
+        np.array([(p.x, p.y) for p in shape.parts()], dtype=np.int64)
+        for shape in _shapes(image, boxes, "large")
+    ]
+
+
+def faces_in(image: np.ndarray, settings: EmbeddingSettings) -> tuple[list[Box], np.ndarray]:
+    """Detect (or, for cropped datasets, take the whole image) and encode every face."""
+    if settings.cropped:
+        boxes = [whole_image_box(image)]
+    else:
+        boxes = detect(image, settings.max_side, settings.upsample)
+    return boxes, encode(image, boxes, settings.jitters, settings.model)

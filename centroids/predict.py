@@ -1,0 +1,71 @@
+"""Classify every face in one image: the service layer shared by ``anfe predict`` and the API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from centroids import faces
+from centroids.errors import InvalidParameter
+from centroids.model import CentroidSet
+
+
+def embedding_settings(cs: CentroidSet) -> faces.EmbeddingSettings:
+    """Settings for embedding new faces the way the centroid set's faces were embedded."""
+    emb = cs.embedding
+    return faces.EmbeddingSettings(
+        model=emb.get("landmarks", "small"),
+        jitters=int(emb.get("jitters", 1)),
+        upsample=int(emb.get("upsample", 1)),
+        max_side=int(emb.get("max_side", faces.DEFAULT_MAX_SIDE)),
+    )
+
+
+def predict_image(
+    data: bytes,
+    cs: CentroidSet,
+    *,
+    max_faces: int = 20,
+    max_bytes: int = faces.DEFAULT_MAX_BYTES,
+    max_pixels: int = faces.DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+) -> dict[str, Any]:
+    """Detect, encode and classify every face (largest first up to ``max_faces``).
+
+    :return: ``{"image": {"width", "height"}, "faces": [...], "timings_ms": {...}}`` where each face
+        is ``{"box": {...}, "gender", "distances", "margin", "confidence", "uncertain", "in_range"}``
+        and faces are ordered left to right.
+    :raises ImageUndecodable, ImageTooLarge, UnsupportedImageType: for bad bytes
+    """
+    if not 1 <= max_faces <= 100:
+        raise InvalidParameter("max_faces must be between 1 and 100")
+    settings = embedding_settings(cs)
+    t0 = time.perf_counter()
+    image = faces.decode(faces.read_bytes(data, max_bytes), max_pixels)
+    t1 = time.perf_counter()
+    boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
+    if len(boxes) > max_faces:
+        boxes = sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]), reverse=True)
+        boxes = sorted(boxes[:max_faces], key=lambda b: (b[3], b[0]))
+    t2 = time.perf_counter()
+    vectors = faces.encode(image, boxes, settings.jitters, settings.model)
+    t3 = time.perf_counter()
+    out_faces = []
+    if boxes:
+        preds = cs.classify(vectors)
+        for i, (top, right, bottom, left) in enumerate(boxes):
+            rec = {"box": {"top": top, "right": right, "bottom": bottom, "left": left}}
+            rec.update(preds.record(i))
+            out_faces.append(rec)
+    t4 = time.perf_counter()
+    return {
+        "centroids": cs.id,
+        "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+        "faces": out_faces,
+        "timings_ms": {
+            "decode": round((t1 - t0) * 1000, 2),
+            "detect": round((t2 - t1) * 1000, 2),
+            "encode": round((t3 - t2) * 1000, 2),
+            "classify": round((t4 - t3) * 1000, 2),
+        },
+    }

@@ -1,0 +1,37 @@
+"""The centroid sets shipped with the package (``centroids/data/g_*.json``) and database seeding.
+
+They were built by the project's own ``anfe build`` from real photos (see ``data/README.md``
+for the command), so a fresh installation classifies faces with no training run.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from centroids.store import Store
+
+DEFAULT_CENTROIDS = "g_5000"
+
+
+def shipped_documents() -> list[dict[str, Any]]:
+    """Every shipped centroid document, smallest size first."""
+    folder = resources.files("centroids") / "data"
+    docs = [
+        json.loads(entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.startswith("g_") and entry.name.endswith(".json")
+    ]
+    return sorted(docs, key=lambda d: (d.get("per_gender", 0), d["_id"]))
+
+
+def seed(store: Store) -> list[str]:
+    """Insert the shipped sets that the database lacks; return the ids inserted."""
+    present = {d["_id"] for d in store.list_centroids()}
+    added = []
+    for doc in shipped_documents():
+        if doc["_id"] not in present:
+            store.put_centroids(doc)
+            added.append(doc["_id"])
+    return added

@@ -1,0 +1,208 @@
+"""The database: open it from a URI and read or write centroid sets and cached embeddings.
+
+``mongodb://`` and ``mongodb+srv://`` URIs open a MongoDB server through pymongo (production,
+docker-compose). Anything else, a path or ``montydb:///path``, opens montydb with its sqlite
+storage (the embedded default, ``./.anfe/db``). Only the pymongo API both support is used.
+
+Collections of database ``anfe`` (see DESIGN.md): ``centroids``, one document per centroid set,
+written with a single ``replace_one`` so a reader sees either the old or the new document, never
+half of one; and ``embeddings``, a cache keyed by ``<image sha256>:<embedding settings>``.
+
+montydb scans a whole collection for every query (even by ``_id``), so the embedding cache is
+read in bulk, once per build, rather than one document at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
+
+DEFAULT_DB = ".anfe/db"
+DB_NAME = "anfe"
+CENTROID_ID = re.compile(r"^g_[0-9]+(-[a-z0-9_]+)?$")
+_MONTY_LOCK = threading.Lock()
+
+
+def default_uri() -> str:
+    """``ANFE_DB`` from the environment, else the embedded database under ``./.anfe/db``."""
+    return os.environ.get("ANFE_DB") or DEFAULT_DB
+
+
+def _is_mongo(uri: str) -> bool:
+    return uri.startswith(("mongodb://", "mongodb+srv://"))
+
+
+def describe_uri(uri: str) -> str:
+    """The URI without credentials, for messages and logs."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+class Store:
+    """Centroid sets and the embedding cache in one database (MongoDB or montydb)."""
+
+    def __init__(self, uri: str | None = None, timeout_ms: int = 3000) -> None:
+        self.uri = uri or default_uri()
+        self.kind = "mongodb" if _is_mongo(self.uri) else "montydb"
+        try:
+            if self.kind == "mongodb":
+                import pymongo
+
+                self.client = pymongo.MongoClient(
+                    self.uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+                )
+            else:
+                self.client = _open_monty(self.uri)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"cannot open database {describe_uri(self.uri)}: {exc}"
+            ) from None
+        db = self.client[DB_NAME]
+        self.centroids = db["centroids"]
+        self.embeddings = db["embeddings"]
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise :class:`DatabaseUnavailable` unless the database answers a read."""
+        self._call(lambda: self.centroids.find_one({"_id": "__ping__"}))
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except (DatabaseUnavailable, CentroidsNotFound, InvalidParameter):
+            raise
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"database {describe_uri(self.uri)} is unavailable: {type(exc).__name__}: {exc}"
+            ) from None
+
+    # -- centroids ------------------------------------------------------------------------------
+
+    def put_centroids(self, doc: dict[str, Any]) -> None:
+        """Write one whole centroid document atomically (insert or replace)."""
+        cid = doc.get("_id", "")
+        if not CENTROID_ID.match(cid):
+            raise InvalidParameter(f"centroid id {cid!r} is not of the form g_N or g_N-mode")
+        self._call(lambda: self.centroids.replace_one({"_id": cid}, doc, upsert=True))
+
+    def get_centroids(self, cid: str) -> dict[str, Any]:
+        """Return the centroid document ``cid`` or raise :class:`CentroidsNotFound`."""
+        doc = self._call(lambda: self.centroids.find_one({"_id": cid}))
+        if doc is None:
+            raise CentroidsNotFound(f"no centroid set with id {cid!r}")
+        return doc
+
+    def list_centroids(self, with_vectors: bool = False) -> list[dict[str, Any]]:
+        """Every centroid document, smallest size first; vectors left out unless asked for."""
+        docs = self._call(lambda: list(self.centroids.find({})))
+        if not with_vectors:
+            for d in docs:
+                d.pop("vectors", None)
+                d.pop("prototypes", None)
+        return sorted(docs, key=lambda d: (d.get("per_gender", 0), d["_id"]))
+
+    def delete_centroids(self, cid: str) -> bool:
+        """Delete one centroid set; return whether it existed."""
+        res = self._call(lambda: self.centroids.delete_one({"_id": cid}))
+        return res.deleted_count > 0
+
+    def centroids_version(self) -> tuple:
+        """A cheap fingerprint of the stored sets (ids and creation times) to detect changes."""
+        docs = self._call(lambda: list(self.centroids.find({}, {"_id": 1, "created_at": 1})))
+        return tuple(sorted((d["_id"], str(d.get("created_at", ""))) for d in docs))
+
+    # -- embeddings -----------------------------------------------------------------------------
+
+    def cached_embeddings(self, settings_key: str) -> dict[str, dict[str, Any]]:
+        """All cached embedding documents made with ``settings_key``, by image sha256."""
+        suffix = ":" + settings_key
+        out = {}
+        for doc in self._call(lambda: list(self.embeddings.find({"settings": settings_key}))):
+            if doc["_id"].endswith(suffix):
+                out[doc["_id"][: -len(suffix)]] = doc
+        return out
+
+    def put_embeddings(self, docs: Iterable[dict[str, Any]]) -> int:
+        """Insert new embedding documents in one batch, skipping ids already stored."""
+        docs = list(docs)
+        if not docs:
+            return 0
+
+        def write() -> int:
+            try:
+                return len(self.embeddings.insert_many(docs, ordered=False).inserted_ids)
+            except Exception as exc:  # duplicate ids from a concurrent writer: keep theirs
+                if "duplicate" not in str(exc).lower() and "E11000" not in str(exc):
+                    raise
+                written = 0
+                for d in docs:
+                    try:
+                        self.embeddings.insert_one(d)
+                        written += 1
+                    except Exception as inner:
+                        if "duplicate" not in str(inner).lower() and "E11000" not in str(inner):
+                            raise
+                return written
+
+        return self._call(write)
+
+    def count_embeddings(self) -> int:
+        return self._call(lambda: self.embeddings.count_documents({}))
+
+
+def embedding_id(sha256: str, settings_key: str) -> str:
+    return f"{sha256}:{settings_key}"
+
+
+def _monty_path(uri: str) -> Path:
+    if uri.startswith("montydb://"):
+        rest = uri[len("montydb://") :]
+        if not rest.startswith("/"):
+            raise InvalidParameter("montydb URIs name an absolute path: montydb:///path/to/db")
+        return Path(rest)
+    return Path(uri).expanduser()
+
+
+def _open_monty(uri: str):
+    from montydb import MontyClient, set_storage
+
+    path = _monty_path(uri).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".anfe-write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+        for existing in path.glob(f"{DB_NAME}/*.collection"):
+            with open(existing, "rb"):
+                pass
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"database folder {path.name!r} is not usable: {exc.strerror}"
+        ) from None
+    with _MONTY_LOCK:  # set_storage writes a config file; keep concurrent openers apart
+        if not (path / "monty.storage.cfg").exists():
+            set_storage(str(path), storage="sqlite")
+        client = MontyClient(str(path))
+    return client
+
+
+def iter_chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
