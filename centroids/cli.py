@@ -19,9 +19,8 @@ from pathlib import Path
 
 from centroids import datasets, shipped
 from centroids.build import DEFAULT_SIZES, build, parse_sizes
-from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, NoCentroids
+from centroids.errors import AnfeError, CentroidsNotFound, DatasetError
 from centroids.faces import EmbeddingSettings
-from centroids.model import CentroidSet
 from centroids.predict import predict_image
 from centroids.store import Store, default_uri, describe_uri
 
@@ -119,20 +118,6 @@ def _run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_centroid_set(store: Store, cid: str | None) -> CentroidSet:
-    """The requested set, or the default; seeds the shipped sets into an empty database."""
-    docs = store.list_centroids()
-    if not docs:
-        shipped.seed(store)
-        docs = store.list_centroids()
-    if not docs:
-        raise NoCentroids("the database holds no centroid set; run `anfe build` first")
-    if cid is None:
-        ids = [d["_id"] for d in docs]
-        cid = shipped.DEFAULT_CENTROIDS if shipped.DEFAULT_CENTROIDS in ids else ids[-1]
-    return CentroidSet.from_doc(store.get_centroids(cid))
-
-
 def _register_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
@@ -164,7 +149,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         print(f"anfe: error: no such file or folder: {args.path}", file=sys.stderr)
         return 2
     with open_store(args) as store:
-        cs = load_centroid_set(store, args.centroids)
+        cs = shipped.load_centroid_set(store, args.centroids)
     failures = 0
     for path in paths:
         try:

@@ -10,6 +10,8 @@ import json
 from importlib import resources
 from typing import Any
 
+from centroids.errors import NoCentroids
+from centroids.model import CentroidSet
 from centroids.store import Store
 
 DEFAULT_CENTROIDS = "g_5000"
@@ -35,3 +37,23 @@ def seed(store: Store) -> list[str]:
             store.put_centroids(doc)
             added.append(doc["_id"])
     return added
+
+
+def load_centroid_set(store: Store, cid: str | None) -> CentroidSet:
+    """The set ``cid``, or the default one (g_5000, else the largest stored).
+
+    An empty database is first seeded with the shipped sets.
+
+    :raises CentroidsNotFound: no set with that id
+    :raises NoCentroids: the database holds none (and nothing is shipped)
+    """
+    docs = store.list_centroids()
+    if not docs:
+        seed(store)
+        docs = store.list_centroids()
+    if not docs:
+        raise NoCentroids("the database holds no centroid set; run `anfe build` first")
+    if cid is None:
+        ids = [d["_id"] for d in docs]
+        cid = DEFAULT_CENTROIDS if DEFAULT_CENTROIDS in ids else ids[-1]
+    return CentroidSet.from_doc(store.get_centroids(cid))
