@@ -25,8 +25,9 @@ from centroids.store import Store
 DEFAULT_SIZES = (1000, 2000, 5000, 10000, 20000, 50000)
 
 
-def centroid_id(per_gender: int) -> str:
-    return f"g_{per_gender}"
+def centroid_id(per_gender: int, suffix: str | None = None) -> str:
+    """``g_N``, or ``g_N-suffix`` for sets that must not replace the plain ``g_N``."""
+    return f"g_{per_gender}-{suffix}" if suffix else f"g_{per_gender}"
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -162,8 +163,12 @@ def build(
     min_age: int | None = None,
     items: list[datasets.Item] | None = None,
     log=print,
+    id_suffix: str | None = None,
 ) -> BuildReport:
-    """Build and store ``g_N`` for every N in ``sizes`` that the dataset can fill."""
+    """Build and store ``g_N`` for every N in ``sizes`` that the dataset can fill.
+
+    ``id_suffix`` stores ``g_N-<suffix>`` instead (the benchmark's sets trained on a split).
+    """
     settings = settings or EmbeddingSettings()
     sizes = sorted(set(sizes))
     if items is None:
@@ -179,9 +184,9 @@ def build(
         if short:
             have = ", ".join(f"{len(drawn[g].items)} {g}" for g in GENDERS)
             report.skipped[n] = f"needs {n} usable images per gender; the dataset has {have}"
-            log(f"skipped {centroid_id(n)}: {report.skipped[n]}")
+            log(f"skipped {centroid_id(n, id_suffix)}: {report.skipped[n]}")
             continue
-        cid = centroid_id(n)
+        cid = centroid_id(n, id_suffix)
         digest = hashlib.sha256(
             "\n".join(drawn["female"].hashes[:n] + drawn["male"].hashes[:n]).encode()
         ).hexdigest()
