@@ -1,0 +1,157 @@
+"""``anfe bench``: the centroid-size benchmark from the command line (see centroids.benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+from centroids import bench_report, benchmark
+from centroids.build import parse_sizes
+from centroids.errors import InvalidParameter
+from centroids.faces import EmbeddingSettings
+from centroids.store import Store, default_uri
+
+EXAMPLES = """examples:
+  # the paper's experiment: centroids of 1K..50K images per gender, scored on a FaceScrub folder
+  anfe bench --train clean/ --test facescrub/ --sizes 1000,2000,5000,10000,20000,50000 \\
+      --seed 0 --out bench-out/
+
+  # train on UTKFace adults (face crops), test on LFW and on a held-out part of UTKFace,
+  # with the race/age breakdown and masked copies of the test faces
+  anfe bench --train ../shared/data/utkface --cropped --min-age 18 \\
+      --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \\
+      --sizes 100,300,1000 --mask --db .anfe/bench-db --out bench-out/
+
+Embeddings are cached in the database (--db), so a second run computes none and is fast.
+A test folder equal to --train is split (by person when persons are known) and said so.
+Outputs in --out: results.json, results.md, accuracy_vs_size.png, distances.png.
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``bench`` subcommand."""
+    p = subparsers.add_parser(
+        "bench",
+        help="score centroid sizes on test sets, with baselines, groups and masks",
+        description="Build (or reuse) the centroid sets g_N of a train folder and score each on "
+        "one or more test folders (labelled female/ male/, or FaceScrub actresses/ actors/): "
+        "accuracy on women and men, balanced accuracy, F1, confusion counts, distances of right "
+        "and wrong answers, baseline classifiers on the same embeddings, a breakdown by the test "
+        "set's labels.csv columns (race, age) and, with --mask, scores on masked faces.",
+        epilog=EXAMPLES,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
+            prog, max_help_position=32
+        ),
+    )
+    p.add_argument("--train", type=Path, required=True, help="labelled folder to build from")
+    p.add_argument(
+        "--test",
+        type=Path,
+        action="append",
+        required=True,
+        help="test folder; repeat for several (the train folder itself is split)",
+    )
+    p.add_argument(
+        "--sizes",
+        default="1000,2000,5000,10000,20000,50000",
+        help="images per gender (%(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of draws and split (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
+    p.add_argument("--cropped", action="store_true", help="train images are face crops")
+    p.add_argument(
+        "--test-cropped", action="store_true", help="the other test folders hold face crops"
+    )
+    p.add_argument("--min-age", type=int, default=None, help="train on labels.csv age >= this")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share held out when a test folder is the train folder (default: 0.2)",
+    )
+    p.add_argument(
+        "--test-per-gender", type=int, default=None, help="score at most this many per gender"
+    )
+    p.add_argument(
+        "--baselines",
+        choices=benchmark.BASELINE_POLICIES,
+        default="largest",
+        help="train the baseline classifiers at the largest size, at all sizes, or not at all",
+    )
+    p.add_argument("--mask", action="store_true", help="also score masked copies of test faces")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
+    p.add_argument("--landmarks", choices=["small", "large"], default="small")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--db", default=None, help=f"database URI (default: $ANFE_DB or {default_uri()})"
+    )
+    p.set_defaults(func=run)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command, rebuilt from the parsed arguments, for the record."""
+    parts = ["anfe", "bench", "--train", str(args.train)]
+    for t in args.test:
+        parts += ["--test", str(t)]
+    parts += ["--sizes", args.sizes, "--seed", str(args.seed)]
+    for flag in ("cropped", "test_cropped", "mask", "no_progress"):
+        if getattr(args, flag):
+            parts.append("--" + flag.replace("_", "-"))
+    for opt in ("min_age", "test_per_gender", "jobs", "db"):
+        if getattr(args, opt) is not None:
+            parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
+    if args.test_fraction != 0.2:
+        parts += ["--test-fraction", str(args.test_fraction)]
+    if args.baselines != "largest":
+        parts += ["--baselines", args.baselines]
+    if args.jitters != 1 or args.landmarks != "small":
+        parts += ["--jitters", str(args.jitters), "--landmarks", args.landmarks]
+    parts += ["--out", str(args.out)]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and write its outputs; return the exit code."""
+    t0 = time.perf_counter()
+    if args.jobs is not None and args.jobs < 1:
+        raise InvalidParameter("--jobs must be at least 1")
+    bench_report.require_matplotlib()
+    if args.out.exists() and not args.out.is_dir():
+        raise InvalidParameter(f"--out {str(args.out)!r} is a file, not a folder")
+    cfg = benchmark.BenchConfig(
+        train=args.train,
+        tests=list(args.test),
+        sizes=parse_sizes(args.sizes),
+        seed=args.seed,
+        cropped=args.cropped,
+        test_cropped=args.test_cropped,
+        min_age=args.min_age,
+        test_fraction=args.test_fraction,
+        test_per_gender=args.test_per_gender,
+        baselines=args.baselines,
+        mask=args.mask,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        embedding=EmbeddingSettings(model=args.landmarks, jitters=args.jitters),
+    )
+    with Store(args.db or default_uri()) as store:
+        results, arrays = benchmark.run(cfg, store)
+    results["command"] = command_line(args)
+    results["elapsed_s"] = time.perf_counter() - t0
+    paths = bench_report.write_all(results, arrays, args.out)
+    for t in results["tests"]:
+        last = t["sizes"][-1]
+        s = last["scores"]
+        print(
+            f"{t['name']}: {last['centroid_id']} women {bench_report.pct(s['accuracy_female'])}% "
+            f"men {bench_report.pct(s['accuracy_male'])}% balanced "
+            f"{bench_report.pct(s['balanced_accuracy'])}% on {s['n']} faces"
+        )
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    print(
+        f"run time {results['elapsed_s']:.1f} s; new embeddings computed: {results['embedded_new']}"
+    )
+    return 0

@@ -1,0 +1,525 @@
+"""The centroid-size benchmark (the paper's Figures 5 and 7), with baselines and a bias breakdown.
+
+:func:`run` builds (or reuses) every ``g_N`` of the train folder through :func:`centroids.build.build`
+(the code of ``anfe build``, every embedding computed once and cached), embeds each test set
+through :func:`centroids.extract.embed_paths` (cached as well), and scores each size on each test
+set: per-gender accuracy, balanced accuracy, F1, confusion counts and the distance to the
+predicted centroid of right and wrong answers. On the same embeddings and split it trains the
+classifiers of :mod:`centroids.baselines`, breaks accuracy down by the test set's label columns
+(race, age bins) and, with ``mask``, scores masked copies of the test faces (:mod:`centroids.masks`).
+
+When a test folder is the train folder, it is split: by person where persons are known, else by
+image content, so exact duplicate images stay on one side. Persons present in both train and test
+sets are found by name and reported, since a score on faces seen in training is not a gender score.
+
+The result is one plain dict (see :func:`run`), written out by :mod:`centroids.bench_report`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from centroids import baselines, bench_metrics, datasets, masks
+from centroids.build import build, centroid_id, draw_order, sample
+from centroids.errors import DatasetError, InvalidParameter
+from centroids.extract import Embedded, embed_paths
+from centroids.faces import EmbeddingSettings
+from centroids.model import GENDERS, CentroidSet
+from centroids.store import Store, describe_uri
+
+SPLIT_SUFFIX = "split"
+BASELINE_POLICIES = ("largest", "all", "none")
+
+
+@dataclass
+class BenchConfig:
+    """Everything that decides a benchmark run (recorded in ``results.json``)."""
+
+    train: Path
+    tests: list[Path]
+    sizes: list[int]
+    seed: int = 0
+    cropped: bool = False  # the train folder holds face crops (so does a test split from it)
+    test_cropped: bool = False  # the other test folders hold face crops
+    min_age: int | None = None  # train images only
+    test_fraction: float = 0.2
+    test_per_gender: int | None = None
+    baselines: str = "largest"
+    mask: bool = False
+    jobs: int | None = None
+    progress: bool = True
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+
+    def check(self) -> None:
+        if not self.tests:
+            raise InvalidParameter("give at least one --test folder")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise InvalidParameter("--test-fraction must be between 0 and 1")
+        if self.test_per_gender is not None and self.test_per_gender < 1:
+            raise InvalidParameter("--test-per-gender must be at least 1")
+        if self.baselines not in BASELINE_POLICIES:
+            raise InvalidParameter(f"--baselines must be one of {', '.join(BASELINE_POLICIES)}")
+        if not self.sizes:
+            raise InvalidParameter("no sizes given")
+
+    def describe(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"] = str(self.train)
+        d["tests"] = [str(t) for t in self.tests]
+        d["embedding"] = self.embedding.describe()
+        return d
+
+
+# -- splitting and overlap -------------------------------------------------------------------------
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def group_key(item: datasets.Item) -> str:
+    """What must stay on one side of a split: the person, else the image content."""
+    if item.person:
+        return "person:" + normalise_name(item.person)
+    return "image:" + file_hash(item.path)
+
+
+def split(
+    items: list[datasets.Item], fraction: float, seed: int
+) -> tuple[list[datasets.Item], list[datasets.Item], str]:
+    """Split into (train, test, how): whole groups (persons, or identical images) go to a side.
+
+    A group goes to the test side when a seeded hash of its key falls below ``fraction``, so the
+    split of a group does not depend on which other images the folder holds.
+    """
+    by_person = all(it.person for it in items)
+    train, test = [], []
+    for it in items:
+        digest = hashlib.sha256(f"{seed}:{group_key(it)}".encode()).digest()
+        (test if int.from_bytes(digest[:8], "big") / 2**64 < fraction else train).append(it)
+    how = "by person" if by_person else "by image content (no persons known)"
+    if not train or not test:
+        raise DatasetError(f"splitting {len(items)} images left one side empty")
+    return train, test, how
+
+
+def normalise_name(name: str) -> str:
+    """``"Jennifer_Aniston"`` and ``"jennifer aniston"`` → ``"jennifer aniston"``."""
+    return re.sub(r"[\s_.\-]+", " ", name).strip().lower()
+
+
+def person_overlap(
+    train: list[datasets.Item], test: list[datasets.Item], examples: int = 10
+) -> dict[str, Any]:
+    """Persons named in both sets (by normalised name); ``known`` is false if either has none."""
+    a = {normalise_name(it.person) for it in train if it.person}
+    b = {normalise_name(it.person) for it in test if it.person}
+    both = sorted(a & b)
+    return {
+        "known": bool(a) and bool(b),
+        "train_persons": len(a),
+        "test_persons": len(b),
+        "persons": len(both),
+        "examples": both[:examples],
+        "test_images_of_them": sum(
+            1 for it in test if it.person and normalise_name(it.person) in set(both)
+        ),
+    }
+
+
+def limit_per_gender(items: list[datasets.Item], n: int | None, seed: int) -> list[datasets.Item]:
+    """At most ``n`` images per gender, drawn in the seeded order of the builder."""
+    if n is None:
+        return items
+    chosen = [it for g in GENDERS for it in draw_order(items, seed + 1, g)[:n]]
+    return sorted(chosen, key=lambda it: it.path.as_posix())
+
+
+# -- scoring ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TestSet:
+    """One test set: its usable faces, embedded, and what happened to the rest."""
+
+    name: str
+    path: Path
+    layout: str
+    split_from_train: bool
+    items: list[datasets.Item]
+    embedded: list[Embedded]
+    settings: EmbeddingSettings
+    overlap: dict[str, Any] = field(default_factory=dict)
+    masked: list[Embedded] | None = None
+
+    @property
+    def usable(self) -> list[int]:
+        return [i for i, e in enumerate(self.embedded) if e.usable]
+
+    def X(self) -> np.ndarray:
+        return np.stack([self.embedded[i].vector for i in self.usable])
+
+    def y(self) -> np.ndarray:
+        return np.array([self.items[i].gender for i in self.usable])
+
+    def X_masked(self) -> np.ndarray | None:
+        if self.masked is None:
+            return None
+        return np.stack([m.vector for m in self.masked])
+
+    def counts(self) -> dict[str, Any]:
+        tally = {"no_face": 0, "several_faces": 0, "unreadable": 0}
+        for e in self.embedded:
+            if e.error:
+                tally["unreadable"] += 1
+            elif e.faces_found == 0:
+                tally["no_face"] += 1
+            elif e.faces_found > 1:
+                tally["several_faces"] += 1
+        usable = [self.items[i].gender for i in self.usable]
+        return {
+            "images": len(self.items),
+            "images_by_gender": {g: sum(it.gender == g for it in self.items) for g in GENDERS},
+            "scored": len(usable),
+            "scored_by_gender": {g: usable.count(g) for g in GENDERS},
+            **tally,
+        }
+
+
+def score_predictions(
+    truth: np.ndarray, predicted: np.ndarray, distance: np.ndarray | None = None
+) -> dict[str, Any]:
+    out = bench_metrics.scores(bench_metrics.Confusion.of(truth, predicted))
+    if distance is not None:
+        out.update(bench_metrics.distance_stats(truth == predicted, distance))
+    return out
+
+
+def _group_breakdowns(ts: TestSet, predicted: np.ndarray) -> dict[str, Any]:
+    extras = [ts.items[i].extra for i in ts.usable]
+    y = ts.y()
+    return {
+        column: bench_metrics.breakdown(y, predicted, values)
+        for column, values in bench_metrics.group_columns(extras).items()
+    }
+
+
+def _score_size(ts: TestSet, cs: CentroidSet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    y = ts.y()
+    preds = cs.classify(ts.X())
+    nearer = np.minimum(preds.d_female, preds.d_male)
+    entry: dict[str, Any] = {
+        "per_gender": cs.per_gender,
+        "centroid_id": cs.id,
+        "scores": score_predictions(y, preds.gender, nearer),
+        "mean_margin": {
+            "right": _mean(preds.margin[preds.gender == y]),
+            "wrong": _mean(preds.margin[preds.gender != y]),
+        },
+        "groups": _group_breakdowns(ts, preds.gender),
+    }
+    arrays = {"distance": nearer, "right": preds.gender == y}
+    Xm = ts.X_masked()
+    if Xm is not None:
+        mp = cs.classify(Xm)
+        m_nearer = np.minimum(mp.d_female, mp.d_male)
+        fills = np.array([masks.fill_for(ts.embedded[i].sha256) for i in ts.usable])
+        entry["masked"] = {
+            "scores": score_predictions(y, mp.gender, m_nearer),
+            "by_fill": bench_metrics.breakdown(y, mp.gender, list(fills))["groups"],
+            "changed_answers": int(np.sum(mp.gender != preds.gender)),
+        }
+    return entry, arrays
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else float("nan")
+
+
+def _compare_methods(
+    methods: list[baselines.Method],
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    tests: list[TestSet],
+    log,
+) -> dict[str, list[dict[str, Any]]]:
+    """Train each method once on the size's sample; score it on every test set."""
+    rows: dict[str, list[dict[str, Any]]] = {ts.name: [] for ts in tests}
+    for method in methods:
+        fitted = baselines.fit(method, train_x, train_y)
+        for ts in tests:
+            labels, seconds = baselines.predict(fitted, ts.X())
+            row = {
+                "method": method.key,
+                "label": method.label,
+                "fit_seconds": fitted.fit_seconds,
+                "predict_seconds": seconds,
+                "predict_ms_per_face": 1000 * seconds / max(1, len(labels)),
+                "scores": score_predictions(ts.y(), labels),
+            }
+            Xm = ts.X_masked()
+            if Xm is not None:
+                masked_labels, _ = baselines.predict(fitted, Xm)
+                row["masked_scores"] = score_predictions(ts.y(), masked_labels)
+            rows[ts.name].append(row)
+        log(f"  {method.label}: trained in {fitted.fit_seconds:.2f} s")
+    return rows
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for dist in (
+        "anfe",
+        "numpy",
+        "dlib-bin",
+        "face_recognition",
+        "face_recognition_models",
+        "scikit-learn",
+        "matplotlib",
+        "montydb",
+        "pymongo",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"platform": platform.platform(), "cpu": cpu, "cores": cores}
+
+
+def _unique_name(path: Path, taken: set[str], split_from_train: bool) -> str:
+    base = path.name + (" (held-out)" if split_from_train else "")
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base} #{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the benchmark; return ``(results, arrays)``.
+
+    ``results`` is everything ``results.json`` holds; ``arrays`` holds, per test set, the
+    distances of right and wrong answers at each size (for the Figure 7 histograms).
+    """
+    cfg.check()
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    cached_before = store.count_embeddings()
+    settings = cfg.embedding
+    train_settings = replace(settings, cropped=cfg.cropped)
+
+    # 1. read and split
+    t0 = time.perf_counter()
+    train_root = cfg.train.resolve()
+    train_layout = datasets.layout(cfg.train)
+    all_train = datasets.read_dataset(cfg.train)
+    split_info = None
+    train_items = all_train
+    held_out: list[datasets.Item] | None = None
+    if any(t.resolve() == train_root for t in cfg.tests):
+        train_items, held_out, how = split(all_train, cfg.test_fraction, cfg.seed)
+        split_info = {
+            "how": how,
+            "fraction": cfg.test_fraction,
+            "train_images": len(train_items),
+            "test_images": len(held_out),
+        }
+        log(
+            f"train and test are the same folder: split {how} into {len(train_items)} train and "
+            f"{len(held_out)} test images (fraction {cfg.test_fraction}, seed {cfg.seed})"
+        )
+    train_pool = datasets.adults(train_items, cfg.min_age) if cfg.min_age else train_items
+    timings["read_and_split"] = time.perf_counter() - t0
+
+    # 2. build (or reuse) every g_N through the builder
+    t0 = time.perf_counter()
+    suffix = SPLIT_SUFFIX if split_info else None
+    log(f"building centroid sets from {cfg.train} in {describe_uri(store.uri)}")
+    report = build(
+        cfg.train,
+        cfg.sizes,
+        store,
+        train_settings,
+        seed=cfg.seed,
+        jobs=cfg.jobs,
+        progress=cfg.progress,
+        min_age=cfg.min_age,
+        items=train_items,
+        log=lambda msg: log("  " + msg),
+        id_suffix=suffix,
+    )
+    sizes = [n for n in sorted(set(cfg.sizes)) if n not in report.skipped]
+    if not sizes:
+        raise DatasetError(
+            f"the train set cannot fill even {min(cfg.sizes)} images per gender: "
+            + "; ".join(report.skipped.values())
+        )
+    drawn = sample(
+        train_pool,
+        max(cfg.sizes),
+        train_settings,
+        store,
+        seed=cfg.seed,
+        jobs=cfg.jobs,
+        progress=False,
+    )
+    largest = max(sizes)
+    used_items = drawn["female"].items[:largest] + drawn["male"].items[:largest]
+    used_hashes = set(drawn["female"].hashes[:largest] + drawn["male"].hashes[:largest])
+    timings["build"] = time.perf_counter() - t0
+    computed = report.computed
+
+    # 3. embed the test sets
+    t0 = time.perf_counter()
+    tests: list[TestSet] = []
+    taken: set[str] = set()
+    for path in cfg.tests:
+        from_train = path.resolve() == train_root
+        items = held_out if from_train else datasets.read_dataset(path)
+        items = limit_per_gender(items, cfg.test_per_gender, cfg.seed)
+        ts_settings = replace(settings, cropped=cfg.cropped if from_train else cfg.test_cropped)
+        name = _unique_name(path, taken, from_train)
+        embedded = embed_paths(
+            [it.path for it in items],
+            ts_settings,
+            store,
+            labels=[it.gender for it in items],
+            jobs=cfg.jobs,
+            progress=cfg.progress,
+            desc=f"embedding {name}",
+        )
+        ts = TestSet(
+            name=name,
+            path=path,
+            layout=datasets.layout(path),
+            split_from_train=from_train,
+            items=items,
+            embedded=embedded,
+            settings=ts_settings,
+        )
+        if not ts.usable:
+            raise DatasetError(f"test set {name!r} has no image with exactly one face")
+        ts.overlap = person_overlap(used_items, [items[i] for i in ts.usable])
+        ts.overlap["identical_images"] = len(used_hashes & {embedded[i].sha256 for i in ts.usable})
+        _log_overlap(ts, log)
+        tests.append(ts)
+    timings["embed_tests"] = time.perf_counter() - t0
+
+    # 4. masked copies
+    if cfg.mask:
+        t0 = time.perf_counter()
+        for ts in tests:
+            jobs = [
+                masks.MaskJob(str(ts.items[i].path), ts.embedded[i].sha256, ts.embedded[i].box)
+                for i in ts.usable
+            ]
+            ts.masked = masks.masked_embeddings(
+                jobs, ts.settings, store, workers=cfg.jobs or 1, progress=cfg.progress
+            )
+        timings["masks"] = time.perf_counter() - t0
+
+    # 5. score every size, then the classifiers of the comparison
+    t0 = time.perf_counter()
+    arrays: dict[str, Any] = {ts.name: {} for ts in tests}
+    per_test: dict[str, dict[str, Any]] = {ts.name: {"sizes": [], "methods": {}} for ts in tests}
+    for n in sizes:
+        cs = CentroidSet.from_doc(store.get_centroids(centroid_id(n, suffix)))
+        for ts in tests:
+            entry, arr = _score_size(ts, cs)
+            per_test[ts.name]["sizes"].append(entry)
+            arrays[ts.name][n] = arr
+    policy_sizes = {"largest": [largest], "all": sizes, "none": []}[cfg.baselines]
+    methods = baselines.classifiers(baselines=cfg.baselines != "none")
+    for n in policy_sizes or [largest]:
+        train_x = np.stack(drawn["female"].vectors[:n] + drawn["male"].vectors[:n])
+        train_y = np.array(["female"] * n + ["male"] * n)
+        log(f"comparing classifiers on the g_{n} sample ({2 * n} embeddings)")
+        rows = _compare_methods(methods, train_x, train_y, tests, log)
+        for name, r in rows.items():
+            per_test[name]["methods"][str(n)] = r
+    timings["score"] = time.perf_counter() - t0
+
+    results = {
+        "settings": cfg.describe(),
+        "database": describe_uri(store.uri),
+        "versions": versions(),
+        "machine": machine(),
+        "train": {
+            "path": str(cfg.train),
+            "layout": train_layout,
+            "images": len(all_train),
+            "split": split_info,
+            "images_after_split": len(train_items),
+            "images_after_min_age": len(train_pool),
+            "tally": {g: asdict(t) for g, t in report.tally.items()},
+            "persons_used": len({it.person for it in used_items if it.person}),
+            "sizes_built": sizes,
+            "sizes_skipped": {str(k): v for k, v in report.skipped.items()},
+            "centroid_ids": [centroid_id(n, suffix) for n in sizes],
+            "built": report.built,
+            "reused": report.unchanged,
+        },
+        "tests": [
+            {
+                "name": ts.name,
+                "path": str(ts.path),
+                "layout": ts.layout,
+                "split_from_train": ts.split_from_train,
+                "embedding": ts.settings.describe(),
+                "counts": ts.counts(),
+                "overlap": ts.overlap,
+                "masked": ts.masked is not None,
+                **per_test[ts.name],
+            }
+            for ts in tests
+        ],
+        "embedded_new": store.count_embeddings() - cached_before,
+        "embedded_new_train": computed,
+        "timings_s": timings,
+    }
+    results["elapsed_s"] = time.perf_counter() - t_start
+    return results, arrays
+
+
+def _log_overlap(ts: TestSet, log) -> None:
+    o = ts.overlap
+    if not o["known"]:
+        log(f"{ts.name}: person overlap with train unknown (persons not named in both sets)")
+    elif o["persons"]:
+        log(
+            f"WARNING {ts.name}: {o['persons']} persons are in both train and test "
+            f"({', '.join(o['examples'][:5])}...); {o['test_images_of_them']} test images show "
+            "people seen in training, so their score is not a gender score"
+        )
+    else:
+        log(f"{ts.name}: no person of the train sample is in this test set (checked by name)")
+    if o.get("identical_images"):
+        log(f"WARNING {ts.name}: {o['identical_images']} test images are identical to train images")
