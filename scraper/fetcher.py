@@ -26,8 +26,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from centroids.faces import sniff_format
-from scraper.errors import BodyTooLarge, FetchError, FetchTimeout, HttpStatus, NotAnImage
-from scraper.errors import RobotsDisallowed
+from scraper.errors import (
+    BodyTooLarge,
+    FetchError,
+    FetchTimeout,
+    HttpStatus,
+    NotAnImage,
+    RobotsDisallowed,
+)
 
 log = logging.getLogger(__name__)
 
