@@ -73,7 +73,9 @@ def test_429_waits_for_retry_after_then_succeeds(site, lfw_female):
 
 def test_500_then_success_is_retried(site, lfw_female):
     data = lfw_female.read_bytes()
-    url = site.add("/files/flaky.jpg", [Reply(b"err", "text/plain", 500), Reply(data, "image/jpeg")])
+    url = site.add(
+        "/files/flaky.jpg", [Reply(b"err", "text/plain", 500), Reply(data, "image/jpeg")]
+    )
     with fetcher() as f:
         assert f.image(url).body == data
     assert site.hits["/files/flaky.jpg"] == 2

@@ -135,7 +135,9 @@ class FakeSite:
             pager = " ".join(
                 f'<a href="/listal/{slug}/pictures/{m}">{m}</a>' for m in range(1, len(pages) + 1)
             )
-            html = template("listal_pictures.html", name=name, thumbs="\n".join(thumbs), pager=pager)
+            html = template(
+                "listal_pictures.html", name=name, thumbs="\n".join(thumbs), pager=pager
+            )
             self.add(f"/listal/{slug}/pictures/{n}", html)
             if n == 1:
                 self.add(f"/listal/{slug}/pictures", html)
@@ -157,7 +159,9 @@ class FakeSite:
                 src = self.photo(f"/fwcdn/pph/{person}/{n}-{k}.3.jpg", photo)
                 items.append(template("filmweb_photo.html", link=f"{gallery}/{n}-{k}", src=src,
                                       name=name))  # fmt: skip
-            pager = " ".join(f'<a href="{gallery}?page={m}">{m}</a>' for m in range(1, len(pages) + 1))
+            pager = " ".join(
+                f'<a href="{gallery}?page={m}">{m}</a>' for m in range(1, len(pages) + 1)
+            )
             html = template("filmweb_photos.html", name=name, photos="\n".join(items), pager=pager)
             self.add(f"{gallery}?page={n}", html)
             if n == 1:
