@@ -32,8 +32,8 @@ class Reply:
     send_length: bool = True
 
 
-def template(name: str, **values: str) -> str:
-    return Template((HERE / name).read_text(encoding="utf-8")).substitute(values)
+def template(file: str, **values: str) -> str:
+    return Template((HERE / file).read_text(encoding="utf-8")).substitute(values)
 
 
 class FakeSite:
