@@ -1,0 +1,99 @@
+"""``anfe serve``: run the HTTP service with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from centroids.store import default_uri, describe_uri
+
+EXAMPLES = """examples:
+  anfe serve                                    # http://127.0.0.1:8000, embedded database
+  anfe serve --db mongodb://localhost:27017 --host 0.0.0.0 --port 8080
+  anfe serve --workers 2 --cpu-workers 1        # two server processes, one detector each
+  ANFE_API_KEYS=key1,key2 anfe serve            # require X-API-Key on the API routes
+
+then: curl -F file=@photo.jpg http://127.0.0.1:8000/predict
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve POST /predict, the upload page and the API docs over HTTP",
+        description="Serve the HTTP API and the upload page. An empty database is first seeded "
+        "with the shipped centroid sets. Other settings come from ANFE_* variables "
+        "(ANFE_MAX_BYTES, ANFE_MAX_PIXELS, ANFE_API_KEYS, ...).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--db", default=None, help=f"database URI or folder (default: $ANFE_DB or {default_uri()})"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="server processes (default: %(default)s)")
+    p.add_argument(
+        "--cpu-workers",
+        type=int,
+        default=None,
+        help="face detection processes per server process (default: $ANFE_CPU_WORKERS or cores)",
+    )
+    p.add_argument(
+        "--centroids", default=None, help="default centroid set (default: g_5000 or largest)"
+    )
+    p.add_argument("--no-seed", action="store_true", help="do not seed an empty database")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn log level (default: %(default)s)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from centroids.errors import InvalidParameter
+
+    if not 1 <= args.port <= 65535:
+        raise InvalidParameter(f"--port must be between 1 and 65535, not {args.port}")
+    if args.workers < 1 or (args.cpu_workers is not None and args.cpu_workers < 1):
+        raise InvalidParameter("--workers and --cpu-workers must be at least 1")
+    # the app reads its settings from the environment, in every server process uvicorn starts
+    env = {
+        "ANFE_DB": args.db,
+        "ANFE_CPU_WORKERS": args.cpu_workers,
+        "ANFE_CENTROIDS": args.centroids,
+        "ANFE_SEED": "false" if args.no_seed else None,
+    }
+    for name, value in env.items():
+        if value is not None:
+            os.environ[name] = str(value)
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    try:
+        settings = Settings()  # fail here, in one line, on a malformed ANFE_* variable
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "ANFE_" + str(err["loc"][0]).upper() if err.get("loc") else "ANFE_*"
+        raise InvalidParameter(f"{name}: {err['msg']}") from None
+    print(
+        f"anfe: serving http://{args.host}:{args.port} (database {describe_uri(settings.db)}, "
+        f"{args.workers} server process(es) x {settings.cpu_workers} detector(s))",
+        flush=True,
+    )
+    uvicorn.run(
+        "app.main:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+    return 0

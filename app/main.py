@@ -1,0 +1,112 @@
+"""``create_app(settings)``: the FastAPI app, its error handlers, and its start-up and shutdown.
+
+Errors leave as ``{"error": {"code", "message"}}`` with the status the error class names; an
+unexpected exception is logged with its traceback and answered 500 without one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import error_body
+from app.limits import OVERHEAD, BodyLimit
+from app.routes import api, open_router, require_key
+from app.service import Service
+from app.settings import Settings
+from centroids.errors import AnfeError
+
+log = logging.getLogger("anfe.app")
+
+DESCRIPTION = """Gender of every face in a photo, from Average Neural Face Embeddings:
+each face's 128-d dlib embedding is compared with a female and a male centroid, and the nearer
+one wins. Every answer carries both distances, the margin and a calibrated confidence.
+
+Errors are `{"error": {"code": "...", "message": "..."}}`. When the service runs with
+`ANFE_API_KEYS`, send one of the keys in `X-API-Key` (all routes but `/health` and `/`)."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. Nothing starts until the app's lifespan does (uvicorn, TestClient)."""
+    settings = settings or Settings()
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="anfe",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.service = service
+    app.state.page = (resources.files("app") / "static" / "index.html").read_text("utf-8")
+    app.include_router(open_router)
+    app.include_router(api)
+    _add_docs(app)
+    _add_error_handlers(app)
+    predict_limit = math.ceil(settings.max_bytes * 4 / 3) + OVERHEAD  # base64 grows by 4/3
+    batch_limit = settings.max_batch_files * (settings.max_bytes + OVERHEAD)
+    limits = {"/predict": predict_limit, "/predict/batch": batch_limit}
+    app.add_middleware(BodyLimit, limit_for=lambda path: limits.get(path.rstrip("/")))
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from ``ANFE_*`` variables: the factory ``anfe serve`` gives uvicorn."""
+    return create_app(Settings())
+
+
+def _add_docs(app: FastAPI) -> None:
+    # /docs and /openapi.json need the API key too when keys are configured
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_key)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_key)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="anfe API")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AnfeError)
+    async def anfe_error(request: Request, exc: AnfeError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        headers = {"WWW-Authenticate": "X-API-Key"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err.get("loc", ())[1:]) or "request"
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return JSONResponse(error_body("invalid_parameter", "; ".join(parts)), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal error; see the server log"), 500)

@@ -1,0 +1,206 @@
+"""The routes: thin functions that read the request, call the service and shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader
+
+from app import uploads
+from app.errors import Unauthorized
+from app.schemas import (
+    ERROR_RESPONSES,
+    BatchItem,
+    BatchResponse,
+    CentroidDetail,
+    CentroidList,
+    CentroidSummary,
+    ErrorDetail,
+    Health,
+    PredictResponse,
+)
+from app.service import Service
+from centroids.errors import AnfeError
+
+log = logging.getLogger("anfe.app")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+CentroidsQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="centroid set id, e.g. g_5000 (default: the service's)"),
+]
+MaxFacesQuery = Annotated[
+    int | None, Query(ge=1, le=100, description="classify at most this many faces, largest first")
+]
+
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image_base64"],
+                    "properties": {"image_base64": {"type": "string", "format": "byte"}},
+                }
+            },
+        },
+    }
+}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+async def require_key(
+    request: Request, key: Annotated[str | None, Security(api_key_header)] = None
+) -> None:
+    """When ``ANFE_API_KEYS`` is set, the request must carry one of them in ``X-API-Key``."""
+    keys = request.app.state.service.settings.key_set()
+    if not keys:
+        return
+    if not key or not any(hmac.compare_digest(key.encode(), k.encode()) for k in keys):
+        raise Unauthorized("send a valid API key in the X-API-Key header")
+
+
+Svc = Annotated[Service, Depends(service)]
+open_router = APIRouter()
+api = APIRouter(dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)
+
+
+@open_router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def upload_page(request: Request) -> HTMLResponse:
+    return HTMLResponse(request.app.state.page)
+
+
+@open_router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "not ready: see the fields"}},
+    summary="Database reachable, centroids available, models loaded",
+)
+async def health(svc: Svc) -> JSONResponse:
+    try:
+        cache = await svc.centroids()
+    except AnfeError:
+        cache = svc.cache
+    db_ok, db_error = cache.status()
+    ids = cache.ids() if db_ok else []
+    ok = db_ok and bool(ids) and svc.pool.ready
+    body = Health(
+        status="ok" if ok else "unavailable",
+        database={"ok": db_ok, "kind": cache.kind, "error": db_error},
+        centroids=ids,
+        default_centroids=cache.default() if ids else None,
+        model_loaded=svc.pool.ready,
+        workers=svc.pool.size,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@api.post(
+    "/predict",
+    response_model=PredictResponse,
+    openapi_extra=PREDICT_BODY,
+    summary="Gender of every face in one image",
+)
+async def predict(
+    request: Request, svc: Svc, centroids: CentroidsQuery = None, max_faces: MaxFacesQuery = None
+) -> dict:
+    cs = await svc.centroid_set(centroids)  # 404/503 before reading a large body
+    data = await uploads.predict_upload(request, svc.settings.max_bytes)
+    return await svc.predict(data, cs, max_faces)
+
+
+@api.post(
+    "/predict/batch",
+    response_model=BatchResponse,
+    openapi_extra=BATCH_BODY,
+    summary="Several images at once: one result or one error per file, in order",
+)
+async def predict_batch(
+    request: Request, svc: Svc, centroids: CentroidsQuery = None, max_faces: MaxFacesQuery = None
+) -> BatchResponse:
+    cs = await svc.centroid_set(centroids)
+    s = svc.settings
+    files = await uploads.batch_uploads(request, s.max_bytes, s.max_batch_files)
+
+    async def one(i: int, up: uploads.Upload) -> BatchItem:
+        try:
+            if up.error:
+                raise up.error
+            result = await svc.predict(up.data, cs, max_faces)
+            return BatchItem(index=i, filename=up.filename, status=200, result=result)
+        except AnfeError as exc:
+            err = ErrorDetail(code=exc.code, message=exc.message)
+            return BatchItem(index=i, filename=up.filename, status=exc.status, error=err)
+        except Exception:
+            log.exception("batch file %d (%s) failed", i, up.filename)
+            err = ErrorDetail(code="internal_error", message="internal error; see the server log")
+            return BatchItem(index=i, filename=up.filename, status=500, error=err)
+
+    results = await asyncio.gather(*(one(i, up) for i, up in enumerate(files)))
+    return BatchResponse(centroids=cs.id, results=list(results))
+
+
+@api.get("/centroids", response_model=CentroidList, summary="The stored centroid sets")
+async def list_centroids(svc: Svc) -> CentroidList:
+    cache = await svc.centroids()
+    default = cache.default() if cache.ids() else None
+    items = [_summary(d, default) for d in cache.metadata()]
+    return CentroidList(default=default, centroids=items)
+
+
+@api.get(
+    "/centroids/{cid}", response_model=CentroidDetail, summary="One centroid set with its vectors"
+)
+async def get_centroids(svc: Svc, cid: Annotated[str, Path(max_length=64)]) -> CentroidDetail:
+    cache = await svc.centroids()
+    doc = cache.document(cid)
+    return CentroidDetail(**_summary(doc, cache.default()).model_dump(), vectors=doc["vectors"])
+
+
+def _summary(doc: dict, default: str | None) -> CentroidSummary:
+    fields = {k: _finite(v) for k, v in doc.items() if k not in ("_id", "vectors", "prototypes")}
+    return CentroidSummary(id=doc["_id"], default=doc["_id"] == default, **fields)
+
+
+def _finite(value):
+    """The value with NaN and infinities replaced by None, which JSON cannot carry."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

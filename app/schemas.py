@@ -1,0 +1,132 @@
+"""Request and response schemas of the HTTP API, so the OpenAPI document is exact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Box(BaseModel):
+    """A face box in pixels of the upright image (EXIF orientation applied)."""
+
+    top: int
+    right: int
+    bottom: int
+    left: int
+
+
+class Distances(BaseModel):
+    """Euclidean distance of the face embedding to each gender centroid."""
+
+    female: float
+    male: float
+
+
+class Face(BaseModel):
+    box: Box
+    gender: str = Field(description="'female' or 'male': the nearer centroid")
+    distances: Distances
+    margin: float = Field(description="|d_female - d_male|")
+    confidence: float = Field(ge=0.5, le=1.0, description="calibrated from the margin")
+    uncertain: bool = Field(description="margin below the set's threshold")
+    in_range: bool = Field(description="distance within what training faces showed")
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class PredictResponse(BaseModel):
+    centroids: str = Field(description="id of the centroid set used")
+    image: ImageSize
+    faces: list[Face] = Field(description="every face found, left to right; empty if none")
+    timings_ms: dict[str, float]
+
+
+class PredictJSON(BaseModel):
+    """The JSON form of ``POST /predict``: the image as base64 (a data: URL prefix is allowed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_base64: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, e.g. image_undecodable, image_too_large")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class BatchItem(BaseModel):
+    """One file of a batch: its result, or its error and the status it would have had alone."""
+
+    index: int
+    filename: str | None
+    status: int
+    result: PredictResponse | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResponse(BaseModel):
+    centroids: str
+    results: list[BatchItem] = Field(description="one entry per file, in upload order")
+
+
+class CentroidSummary(BaseModel):
+    """What a stored centroid set is: size, provenance, embedding settings, calibration."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    per_gender: int | None = None
+    mode: str = "centroid"
+    counts: dict[str, int] = {}
+    embedding: dict[str, Any] = {}
+    source: dict[str, Any] = {}
+    calibration: dict[str, Any] = {}
+    working_range: dict[str, Any] = {}
+    created_at: str | None = None
+    default: bool = Field(False, description="used when a request names no set")
+
+
+class CentroidList(BaseModel):
+    default: str | None
+    centroids: list[CentroidSummary]
+
+
+class CentroidDetail(CentroidSummary):
+    vectors: dict[str, list[float]] = Field(description="the female and male 128-d centroids")
+
+
+class DatabaseHealth(BaseModel):
+    ok: bool
+    kind: str
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: str = Field(description="'ok' or 'unavailable'")
+    database: DatabaseHealth
+    centroids: list[str]
+    default_centroids: str | None
+    model_loaded: bool
+    workers: int
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (400, "undecodable image or malformed request"),
+        (401, "X-API-Key missing or wrong (only when ANFE_API_KEYS is set)"),
+        (404, "unknown centroid set"),
+        (413, "image over the byte or pixel limit"),
+        (415, "not a JPEG, PNG, WebP, BMP or GIF"),
+        (422, "bad parameter"),
+        (503, "database unreachable or holding no centroids"),
+    )
+}

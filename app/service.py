@@ -1,0 +1,70 @@
+"""The service layer the routes call: cached centroids, the database thread, the worker pool."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from app.cache import CentroidCache
+from app.pool import CpuPool
+from app.settings import Settings
+from centroids import faces
+from centroids.errors import AnfeError, ImageUndecodable, UnsupportedImageType
+from centroids.model import CentroidSet
+
+
+class Service:
+    """What one worker process of the service holds: built by ``create_app``, started by lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache = CentroidCache(
+            settings.db,
+            default=settings.centroids,
+            refresh_seconds=settings.refresh_seconds,
+            seed=settings.seed,
+        )
+        self.pool = CpuPool(settings.cpu_workers)
+        # every database call runs on this one thread: montydb is not thread-safe, and a slow
+        # or unreachable MongoDB must not hold up the event loop
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anfe-db")
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.pool.start)
+        try:
+            await self._on_db(self.cache.refresh, True)
+        except AnfeError:
+            pass  # logged by the cache; requests answer 503 until the database is back
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.pool.close)
+        await self._on_db(self.cache.close)
+        self._db.shutdown(wait=True)
+
+    async def _on_db(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def centroids(self) -> CentroidCache:
+        """The cache, refreshed if due. :raises DatabaseUnavailable: the database is unreachable"""
+        await self._on_db(self.cache.refresh)
+        return self.cache
+
+    async def centroid_set(self, cid: str | None) -> CentroidSet:
+        """:raises CentroidsNotFound, NoCentroids, DatabaseUnavailable:"""
+        return (await self.centroids()).get(cid)
+
+    async def predict(self, data: bytes, cs: CentroidSet, max_faces: int | None) -> dict[str, Any]:
+        """Classify every face in ``data`` with ``cs`` in a worker process."""
+        if not data:
+            raise ImageUndecodable("the image is empty (0 bytes)")
+        if faces.sniff_format(data) is None:  # cheap: refuse without a trip to a worker
+            raise UnsupportedImageType("not a JPEG, PNG, WebP, BMP or GIF image")
+        s = self.settings
+        return await self.pool.predict(
+            data,
+            cs,
+            max_faces=max_faces or s.max_faces,
+            max_bytes=s.max_bytes,
+            max_pixels=s.max_pixels,
+        )

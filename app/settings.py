@@ -1,0 +1,49 @@
+"""Service settings, read once from ``ANFE_*`` environment variables into one pydantic object."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from centroids import faces
+from centroids.store import default_uri
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told, e.g. ``ANFE_DB=mongodb://mongo:27017``.
+
+    ``api_keys`` is a comma-separated list; empty means the API is open.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ANFE_", extra="ignore")
+
+    db: str = Field(default_factory=default_uri, description="database URI or embedded folder")
+    centroids: str | None = Field(
+        None, description="default centroid set id (else g_5000 or largest)"
+    )
+    max_bytes: int = Field(faces.DEFAULT_MAX_BYTES, ge=1, description="largest upload, in bytes")
+    max_pixels: int = Field(faces.DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
+    max_faces: int = Field(20, ge=1, le=100, description="default faces classified per image")
+    max_batch_files: int = Field(16, ge=1, le=256, description="most files in one batch request")
+    api_keys: str = Field("", description="comma-separated keys; when set, X-API-Key is required")
+    cpu_workers: int = Field(default_factory=_cores, ge=1, description="detection processes")
+    refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
+    seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")
+
+    @field_validator("centroids", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return v or None
+
+    def key_set(self) -> frozenset[str]:
+        """The accepted API keys (empty: no key needed)."""
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())

@@ -1,0 +1,130 @@
+"""Read the image bytes out of a request: multipart ``file``/``files`` or JSON ``image_base64``.
+
+Sizes are enforced while reading: the body as a whole by :mod:`app.limits`, each file here by
+reading at most one byte past ``max_bytes`` (multipart files are spooled to disk past 1 MB).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from app.errors import MalformedRequest
+from app.schemas import PredictJSON
+from centroids.errors import (
+    AnfeError,
+    ImageTooLarge,
+    ImageUndecodable,
+    InvalidParameter,
+    UnsupportedImageType,
+)
+
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
+
+
+@dataclass
+class Upload:
+    """One uploaded image: its bytes, or the error that refused it."""
+
+    filename: str | None
+    data: bytes = b""
+    error: AnfeError | None = None
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def predict_upload(request: Request, max_bytes: int) -> bytes:
+    """The image of a ``POST /predict``: multipart field ``file`` or JSON ``image_base64``.
+
+    :raises UnsupportedImageType: a body that is neither multipart nor JSON
+    :raises InvalidParameter: no ``file`` field, or JSON without ``image_base64``
+    :raises ImageTooLarge, ImageUndecodable: from the image bytes themselves
+    """
+    kind = media_type(request)
+    if kind == MULTIPART:
+        form = await _form(request, max_files=1)
+        item = form.get("file")
+        if item is None:
+            raise InvalidParameter("send the image in the multipart field `file`")
+        upload = await read_upload(item, max_bytes)
+        if upload.error:
+            raise upload.error
+        return upload.data
+    if kind == JSON or kind.endswith("+json"):
+        return _from_json(await request.body(), max_bytes)
+    raise UnsupportedImageType(
+        "send multipart/form-data with the image in field `file`, or application/json "
+        f"with `image_base64` (got content type {kind or 'none'!r})"
+    )
+
+
+async def batch_uploads(request: Request, max_bytes: int, max_files: int) -> list[Upload]:
+    """The files of a ``POST /predict/batch`` (field ``files``, repeated), in upload order.
+
+    A file that is too large is returned with its error; the other files are still read.
+    """
+    if media_type(request) != MULTIPART:
+        raise UnsupportedImageType("send multipart/form-data with one `files` field per image")
+    form = await _form(request, max_files=max_files)
+    items = form.getlist("files")
+    if not items:
+        raise InvalidParameter("send the images in multipart fields named `files`")
+    return [await read_upload(item, max_bytes) for item in items]
+
+
+async def read_upload(item: UploadFile | str, max_bytes: int) -> Upload:
+    if not isinstance(item, UploadFile):
+        return Upload(None, error=InvalidParameter("the image field must be a file upload"))
+    data = await item.read(max_bytes + 1)
+    await item.close()
+    if len(data) > max_bytes:
+        return Upload(
+            item.filename,
+            error=ImageTooLarge(
+                f"the image has more than {max_bytes} bytes; the limit is {max_bytes}"
+            ),
+        )
+    return Upload(item.filename, data)
+
+
+async def _form(request: Request, max_files: int):
+    try:
+        return await request.form(max_files=max_files, max_fields=16)
+    except HTTPException as exc:  # starlette's MultiPartException, already turned into a 400
+        detail = str(exc.detail)
+        if "Too many files" in detail:
+            raise InvalidParameter(f"too many files; the limit is {max_files}") from None
+        raise MalformedRequest(f"cannot parse the multipart body: {detail}") from None
+
+
+def _from_json(body: bytes, max_bytes: int) -> bytes:
+    try:
+        payload = PredictJSON.model_validate(json.loads(body))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MalformedRequest("the body is not valid JSON") from None
+    except ValidationError:
+        raise InvalidParameter(
+            'the JSON body must be {"image_base64": "<base64 of the image bytes>"}'
+        ) from None
+    text = payload.image_base64.strip()
+    if text.startswith("data:") and "," in text:  # a data: URL, as a browser makes it
+        text = text.split(",", 1)[1]
+    if len(text) * 3 // 4 > max_bytes + 3:
+        raise ImageTooLarge(f"the image has more than {max_bytes} bytes; the limit is {max_bytes}")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageUndecodable("image_base64 is not valid base64") from None
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"the image has {len(data)} bytes; the limit is {max_bytes}")
+    return data
