@@ -39,8 +39,15 @@ def _is_mongo(uri: str) -> bool:
 
 
 def describe_uri(uri: str) -> str:
-    """The URI without credentials, for messages and logs."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
+    """The URI for messages: no credentials, and no server path of an embedded database."""
+    if _is_mongo(uri):
+        return re.sub(r"//[^/@]*@", "//***@", uri)
+    return f"embedded database {Path(_monty_path(uri)).name!r}"
+
+
+def _is_duplicate(exc: Exception) -> bool:
+    text = str(exc)
+    return "duplicate" in text.lower() or "E11000" in text or "UNIQUE constraint" in text
 
 
 class Store:
@@ -149,7 +156,7 @@ class Store:
             try:
                 return len(self.embeddings.insert_many(docs, ordered=False).inserted_ids)
             except Exception as exc:  # duplicate ids from a concurrent writer: keep theirs
-                if "duplicate" not in str(exc).lower() and "E11000" not in str(exc):
+                if not _is_duplicate(exc):
                     raise
                 written = 0
                 for d in docs:
@@ -157,7 +164,7 @@ class Store:
                         self.embeddings.insert_one(d)
                         written += 1
                     except Exception as inner:
-                        if "duplicate" not in str(inner).lower() and "E11000" not in str(inner):
+                        if not _is_duplicate(inner):
                             raise
                 return written
 

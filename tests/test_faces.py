@@ -1,0 +1,177 @@
+"""Loading images safely and finding and encoding faces on real LFW photos."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from centroids import faces
+from centroids.errors import ImageTooLarge, ImageUndecodable, UnsupportedImageType
+
+
+def _jpeg(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95, **kw)
+    return buf.getvalue()
+
+
+def test_loads_jpeg_as_rgb_uint8(lfw_female):
+    image = faces.load_image(lfw_female)
+    assert image.dtype == np.uint8
+    assert image.shape == (250, 250, 3)
+
+
+def test_exif_orientation_is_applied(lfw_female):
+    upright = Image.open(lfw_female).convert("RGB")
+    # A phone stores the sensor's pixels turned on their side and says so in EXIF (6 = rotate 90 CW)
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = faces.decode(_jpeg(sideways, exif=exif.tobytes()))
+    assert image.shape[:2] == (upright.height, upright.width)
+    diff = np.abs(image.astype(int) - np.asarray(upright).astype(int)).mean()
+    assert diff < 6, diff
+    assert len(faces.detect(image)) == 1
+
+
+def test_corrupt_exif_block_does_not_make_photo_unreadable(lfw_female):
+    data = bytearray(_jpeg(Image.open(lfw_female), exif=b"Exif\x00\x00MM\x00*\xff\xff\xff\xff"))
+    image = faces.decode(bytes(data))
+    assert image.shape == (250, 250, 3)
+
+
+def test_png_with_alpha_is_flattened_on_white(lfw_male):
+    rgba = Image.open(lfw_male).convert("RGBA")
+    alpha = np.full((rgba.height, rgba.width), 255, np.uint8)
+    alpha[:, :40] = 0  # transparent left strip
+    rgba.putalpha(Image.fromarray(alpha))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    image = faces.decode(buf.getvalue())
+    assert image.shape == (250, 250, 3)
+    assert (image[:, :40] == 255).all()
+    assert len(faces.detect(image)) == 1
+
+
+def test_sixteen_bit_and_grey_png_become_rgb(lfw_male):
+    grey = np.asarray(Image.open(lfw_male).convert("L"), dtype=np.uint16) * 257
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, "PNG")
+    image = faces.decode(buf.getvalue())
+    assert image.shape == (250, 250, 3) and image.dtype == np.uint8
+    assert image.max() > 200  # scaled down from 16 bits, not clipped to white or black
+
+
+def test_truncated_jpeg_is_undecodable(lfw_female):
+    data = lfw_female.read_bytes()
+    with pytest.raises(ImageUndecodable) as err:
+        faces.decode(data[: len(data) // 2])
+    assert err.value.code == "image_undecodable"
+
+
+def test_empty_bytes_are_undecodable():
+    with pytest.raises(ImageUndecodable):
+        faces.decode(b"")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"%PDF-1.4\n1 0 obj\n", b"<html><body>not a photo</body></html>", b"PK\x03\x04zipped"],
+)
+def test_non_image_bytes_are_unsupported(payload):
+    with pytest.raises(UnsupportedImageType) as err:
+        faces.decode(payload)
+    assert err.value.code == "unsupported_media_type"
+
+
+def test_text_file_renamed_jpg_is_unsupported(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_text("hello, I am not a photo")
+    with pytest.raises(UnsupportedImageType):
+        faces.load_image(path)
+
+
+def test_too_many_bytes_is_refused_before_reading(lfw_female):
+    with pytest.raises(ImageTooLarge) as err:
+        faces.load_image(lfw_female, max_bytes=1000)
+    assert err.value.status == 413
+
+
+def test_pixel_bomb_is_refused_before_decoding():
+    # a 20000x20000 image of one colour compresses to a few hundred kilobytes
+    buf = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(buf, "PNG")
+    with pytest.raises(ImageTooLarge):
+        faces.decode(buf.getvalue(), max_pixels=40_000_000)
+
+
+def test_detects_one_face_on_lfw_photos(lfw_rows):
+    from tests.conftest import LFW
+
+    rows = [r for r in lfw_rows if r["person"] in ("AJ_Cook", "AJ_Lamas", "Aaron_Eckhart")]
+    assert rows
+    for row in rows:
+        image = faces.load_image(LFW / row["path"])
+        boxes = faces.detect(image)
+        assert len(boxes) >= 1
+        top, right, bottom, left = min(boxes, key=lambda b: abs((b[1] + b[3]) / 2 - 125))
+        assert 0 <= left < right <= 250 and 0 <= top < bottom <= 250
+        assert 60 < (left + right) / 2 < 190  # the face near the centre, as LFW is funneled
+
+
+def test_boxes_map_back_to_full_resolution(lfw_female):
+    image = faces.load_image(lfw_female)
+    big = np.asarray(Image.fromarray(image).resize((1000, 1000), Image.Resampling.BICUBIC))
+    (t, r, b, l_) = faces.detect(image)[0]
+    (bt, br, bb, bl) = faces.detect(big, max_side=250)[0]
+    for small, large in ((t, bt), (r, br), (b, bb), (l_, bl)):
+        assert abs(large - 4 * small) <= 12
+
+
+def test_embedding_shape_and_determinism(lfw_male):
+    image = faces.load_image(lfw_male)
+    boxes = faces.detect(image)
+    first = faces.encode(image, boxes)
+    second = faces.encode(image, boxes)
+    assert first.shape == (1, 128)
+    assert np.array_equal(first, second)
+    assert 0.5 < np.linalg.norm(first[0]) < 2.0
+
+
+def test_different_people_are_further_apart_than_one_person(lfw_rows):
+    from tests.conftest import LFW
+
+    by_person: dict[str, list] = {}
+    for row in lfw_rows:
+        by_person.setdefault(row["person"], []).append(row["path"])
+    person = next(p for p, paths in by_person.items() if len(paths) >= 2)
+    other = next(p for p in by_person if p != person)
+
+    def emb(rel):
+        img = faces.load_image(LFW / rel)
+        return faces.encode(img, [max(faces.detect(img), key=lambda b: b[1] - b[3])])[0]
+
+    a, b = emb(by_person[person][0]), emb(by_person[person][1])
+    c = emb(by_person[other][0])
+    assert np.linalg.norm(a - b) < np.linalg.norm(a - c)
+
+
+def test_cropped_mode_uses_whole_image(utk_rows):
+    from tests.conftest import UTKFACE
+
+    image = faces.load_image(UTKFACE / utk_rows[0]["path"])
+    boxes, vectors = faces.faces_in(image, faces.EmbeddingSettings(cropped=True))
+    assert boxes == [(0, image.shape[1], image.shape[0], 0)]
+    assert vectors.shape == (1, 128)
+
+
+def test_landmarks_are_68_points_inside_the_face(lfw_female):
+    image = faces.load_image(lfw_female)
+    box = faces.detect(image)[0]
+    (points,) = faces.landmarks(image, [box])
+    assert points.shape == (68, 2)
+    top, right, bottom, left = box
+    assert left - 20 <= points[:, 0].mean() <= right + 20

@@ -1,0 +1,101 @@
+"""The classifier on real embeddings: the paper's rule exactly, calibration, stored documents."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from centroids import faces
+from centroids.errors import InvalidParameter
+from centroids.model import CentroidSet
+from tests.conftest import LFW
+
+
+@pytest.fixture(scope="module")
+def lfw_embeddings(lfw_rows):
+    """Embeddings of 24 real LFW photos (12 per gender) and their genders."""
+    rows = [r for r in lfw_rows if r["gender"] == "female"][:12]
+    rows += [r for r in lfw_rows if r["gender"] == "male"][:12]
+    vecs, genders = [], []
+    for row in rows:
+        image = faces.load_image(LFW / row["path"])
+        boxes = faces.detect(image)
+        if boxes:
+            box = min(boxes, key=lambda b: abs((b[1] + b[3]) / 2 - 125))
+            vecs.append(faces.encode(image, [box])[0])
+            genders.append(row["gender"])
+    return np.stack(vecs), np.array(genders)
+
+
+@pytest.fixture(scope="module")
+def cs(small_centroids_doc):
+    return CentroidSet.from_doc(small_centroids_doc)
+
+
+def test_nearer_centroid_wins_exactly(cs, lfw_embeddings):
+    x, _ = lfw_embeddings
+    preds = cs.classify(x)
+    for i, vec in enumerate(x):
+        d_f = float(np.sqrt(((vec - cs.female) ** 2).sum()))
+        d_m = float(np.sqrt(((vec - cs.male) ** 2).sum()))
+        assert preds.d_female[i] == pytest.approx(d_f, abs=1e-12)
+        assert preds.d_male[i] == pytest.approx(d_m, abs=1e-12)
+        assert preds.gender[i] == ("female" if d_f < d_m else "male")
+        assert preds.margin[i] == pytest.approx(abs(d_f - d_m), abs=1e-12)
+
+
+def test_batch_equals_one_at_a_time(cs, lfw_embeddings):
+    x, _ = lfw_embeddings
+    batch = cs.classify(x)
+    for i in range(len(x)):
+        single = cs.classify(x[i])
+        assert single.record(0) == batch.record(i)
+
+
+def test_small_real_centroids_beat_chance_on_lfw(cs, lfw_embeddings):
+    x, genders = lfw_embeddings
+    assert (cs.classify(x).gender == genders).mean() >= 0.75
+
+
+def test_confidence_is_calibrated_monotone_and_bounded(cs, lfw_embeddings):
+    x, _ = lfw_embeddings
+    preds = cs.classify(x)
+    assert ((preds.confidence >= 0.5) & (preds.confidence <= 1.0)).all()
+    order = np.argsort(preds.margin)
+    assert np.all(np.diff(preds.confidence[order]) >= -1e-12)
+    assert cs.calibration.a > 0  # larger margins are more often right on held-out training faces
+    assert np.array_equal(preds.uncertain, preds.margin < cs.calibration.uncertain_below)
+
+
+def test_working_range_flags_a_far_away_vector(cs, lfw_embeddings):
+    x, _ = lfw_embeddings
+    assert cs.classify(x).in_range.mean() > 0.8
+    far = cs.female + 5 * (cs.female - cs.male)
+    assert not cs.classify(far).in_range[0]
+
+
+def test_document_round_trip_keeps_every_decision(cs, lfw_embeddings):
+    x, _ = lfw_embeddings
+    again = CentroidSet.from_doc(cs.to_doc())
+    a, b = cs.classify(x), again.classify(x)
+    for i in range(len(x)):
+        assert a.record(i) == b.record(i)
+
+
+def test_from_embeddings_needs_both_genders_and_128_dims(lfw_embeddings):
+    x, _ = lfw_embeddings
+    with pytest.raises(InvalidParameter):
+        CentroidSet.from_embeddings("g_1", x[:3], x[:0])
+    with pytest.raises(InvalidParameter):
+        CentroidSet.from_embeddings("g_1", x[:3, :64], x[3:6, :64])
+
+
+def test_centroids_are_the_means(lfw_embeddings):
+    x, genders = lfw_embeddings
+    cs = CentroidSet.from_embeddings("g_5", x[genders == "female"], x[genders == "male"])
+    assert np.allclose(cs.female, x[genders == "female"].mean(axis=0))
+    assert np.allclose(cs.male, x[genders == "male"].mean(axis=0))
+    assert cs.counts == {
+        "female": int((genders == "female").sum()),
+        "male": int((genders == "male").sum()),
+    }

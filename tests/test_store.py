@@ -1,0 +1,118 @@
+"""The database: montydb round trips, atomic centroid writes, clear errors when unusable."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
+from centroids.store import Store
+
+
+def _doc(cid: str, value: float, n: int = 10) -> dict:
+    return {
+        "_id": cid,
+        "per_gender": n,
+        "vectors": {"female": [value] * 128, "male": [-value] * 128},
+        "counts": {"female": n, "male": n},
+        "created_at": f"t{value}",
+    }
+
+
+def test_centroid_round_trip_survives_reopening(db_uri):
+    with Store(db_uri) as s:
+        s.put_centroids(_doc("g_10", 0.25))
+    with Store(db_uri) as s:
+        doc = s.get_centroids("g_10")
+        assert doc["vectors"]["female"] == [0.25] * 128
+        assert [d["_id"] for d in s.list_centroids()] == ["g_10"]
+        assert "vectors" not in s.list_centroids()[0]
+        assert "vectors" in s.list_centroids(with_vectors=True)[0]
+
+
+def test_replacing_a_set_keeps_one_document(store):
+    store.put_centroids(_doc("g_10", 0.1))
+    store.put_centroids(_doc("g_10", 0.2))
+    assert store.centroids.count_documents({}) == 1
+    assert store.get_centroids("g_10")["vectors"]["male"][0] == -0.2
+
+
+def test_unknown_id_raises_not_found(store):
+    with pytest.raises(CentroidsNotFound) as err:
+        store.get_centroids("g_404")
+    assert err.value.status == 404
+
+
+def test_malformed_id_is_refused(store):
+    with pytest.raises(InvalidParameter):
+        store.put_centroids(_doc("../../etc", 0.1))
+
+
+def test_delete_reports_whether_it_existed(store):
+    store.put_centroids(_doc("g_10", 0.1))
+    assert store.delete_centroids("g_10") is True
+    assert store.delete_centroids("g_10") is False
+
+
+def test_version_changes_when_a_set_is_written(store):
+    before = store.centroids_version()
+    store.put_centroids(_doc("g_20", 0.3))
+    assert store.centroids_version() != before
+
+
+def test_embedding_cache_round_trip_and_duplicate_ids_are_kept_once(store):
+    docs = [
+        {"_id": f"{i:064x}:k", "settings": "k", "vector": [float(i)] * 128, "faces_found": 1}
+        for i in range(5)
+    ]
+    assert store.put_embeddings(docs) == 5
+    assert store.put_embeddings(docs[:2] + [{**docs[0], "_id": f"{9:064x}:k"}]) == 1
+    assert store.count_embeddings() == 6
+    cached = store.cached_embeddings("k")
+    assert set(cached) == {f"{i:064x}" for i in (0, 1, 2, 3, 4, 9)}
+    assert store.cached_embeddings("other") == {}
+
+
+def test_path_under_a_file_is_a_clear_database_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DatabaseUnavailable) as err:
+        Store(str(blocker / "db"))
+    assert str(tmp_path) not in err.value.message  # no server paths in messages
+
+
+def test_unreachable_mongodb_is_a_clear_database_error():
+    store = Store("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", timeout_ms=300)
+    with pytest.raises(DatabaseUnavailable) as err:
+        store.ping()
+    assert "127.0.0.1:1" in err.value.message
+
+
+def _writer(uri: str, rounds: int) -> None:
+    with Store(uri) as s:
+        for i in range(rounds):
+            s.put_centroids(_doc("g_50", float(i % 2 + 1), n=50 + i % 2))
+
+
+def test_reader_never_sees_a_partial_centroid_document(db_uri):
+    with Store(db_uri) as s:
+        s.put_centroids(_doc("g_50", 1.0, n=50))
+    proc = mp.get_context("spawn").Process(target=_writer, args=(db_uri, 150))
+    proc.start()
+    seen = set()
+    with Store(db_uri) as s:
+        while proc.is_alive() or not seen:
+            doc = s.centroids.find_one({"_id": "g_50"})
+            value = doc["vectors"]["female"][0]
+            assert len(doc["vectors"]["female"]) == 128 and len(doc["vectors"]["male"]) == 128
+            assert doc["vectors"]["female"] == [value] * 128
+            assert doc["vectors"]["male"] == [-value] * 128
+            assert doc["per_gender"] == 49 + int(
+                value
+            )  # counts match the vectors written with them
+            seen.add(value)
+    proc.join()
+    assert proc.exitcode == 0
+    assert Path(db_uri).is_dir()
