@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from centroids import masks
 from centroids.errors import InvalidParameter
 
 FILES = ("results.json", "results.md", "accuracy_vs_size.png", "distances.png")
@@ -247,6 +248,8 @@ def markdown(results: dict[str, Any]) -> str:
         "![distances of right and wrong answers](distances.png)",
         "",
     ]
+    if any(t["masked"] for t in results["tests"]):
+        lines += ["![masked example faces: light, dark, patterned](mask_examples.png)", ""]
     return "\n".join(lines)
 
 
@@ -282,7 +285,7 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_distances(results: dict[str, Any], arrays: dict[str, Any], path: Path) -> None:
+def plot_distances(results: dict[str, Any], distances: dict[str, Any], path: Path) -> None:
     """Histograms of the distance to the predicted centroid, right vs wrong (Figure 7)."""
     import matplotlib
 
@@ -293,7 +296,7 @@ def plot_distances(results: dict[str, Any], arrays: dict[str, Any], path: Path) 
     fig, axes = plt.subplots(1, len(tests), figsize=(5.5 * len(tests), 4), squeeze=False)
     for ax, t in zip(axes[0], tests, strict=True):
         n = t["sizes"][-1]["per_gender"]
-        arr = arrays[t["name"]][n]
+        arr = distances[t["name"]][n]
         d, right = np.asarray(arr["distance"]), np.asarray(arr["right"], dtype=bool)
         bins = np.linspace(float(d.min()), float(d.max()) + 1e-9, 40)
         ax.hist(d[right], bins=bins, alpha=0.6, color="tab:green", label=f"right ({right.sum()})")
@@ -317,7 +320,7 @@ def write_all(results: dict[str, Any], arrays: dict[str, Any], out: Path) -> lis
     data = clean(results)
     for t in data["tests"]:  # histogram figures of the distance plot, kept in the json too
         n = t["sizes"][-1]["per_gender"]
-        arr = arrays[t["name"]][n]
+        arr = arrays["distances"][t["name"]][n]
         d, right = np.asarray(arr["distance"]), np.asarray(arr["right"], dtype=bool)
         edges = np.linspace(float(d.min()), float(d.max()) + 1e-9, 21)
         t["distance_histogram"] = {
@@ -326,11 +329,15 @@ def write_all(results: dict[str, Any], arrays: dict[str, Any], out: Path) -> lis
             "right": np.histogram(d[right], edges)[0].tolist(),
             "wrong": np.histogram(d[~right], edges)[0].tolist(),
         }
+    distances = arrays["distances"]
     paths = [out / f for f in FILES]
     tmp = paths[0].with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
     tmp.replace(paths[0])
     paths[1].write_text(markdown(data))
     plot_accuracy(data, paths[2])
-    plot_distances(data, arrays, paths[3])
+    plot_distances(data, distances, paths[3])
+    jobs = [j for js in arrays.get("mask_jobs", {}).values() for j in js]
+    if jobs and masks.save_examples(jobs, out / "mask_examples.png"):
+        paths.append(out / "mask_examples.png")
     return paths

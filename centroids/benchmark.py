@@ -196,6 +196,14 @@ class TestSet:
         }
 
 
+def jobs_of(ts: TestSet) -> list[masks.MaskJob]:
+    """The mask jobs of a test set's scored faces, in scoring order."""
+    return [
+        masks.MaskJob(str(ts.items[i].path), ts.embedded[i].sha256, ts.embedded[i].box)
+        for i in ts.usable
+    ]
+
+
 def score_predictions(
     truth: np.ndarray, predicted: np.ndarray, distance: np.ndarray | None = None
 ) -> dict[str, Any]:
@@ -326,8 +334,9 @@ def _unique_name(path: Path, taken: set[str], split_from_train: bool) -> str:
 def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the benchmark; return ``(results, arrays)``.
 
-    ``results`` is everything ``results.json`` holds; ``arrays`` holds, per test set, the
-    distances of right and wrong answers at each size (for the Figure 7 histograms).
+    ``results`` is everything ``results.json`` holds; ``arrays["distances"]`` holds, per test
+    set and size, the distance to the predicted centroid and whether the answer was right (for the
+    Figure 7 histograms); ``arrays["mask_jobs"]`` the masked faces, per test set.
     """
     cfg.check()
     t_start = time.perf_counter()
@@ -340,6 +349,8 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
     t0 = time.perf_counter()
     train_root = cfg.train.resolve()
     train_layout = datasets.layout(cfg.train)
+    for path in cfg.tests:  # a mistyped test folder fails now, not after the build
+        datasets.layout(path)
     all_train = datasets.read_dataset(cfg.train)
     split_info = None
     train_items = all_train
@@ -437,18 +448,15 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
     if cfg.mask:
         t0 = time.perf_counter()
         for ts in tests:
-            jobs = [
-                masks.MaskJob(str(ts.items[i].path), ts.embedded[i].sha256, ts.embedded[i].box)
-                for i in ts.usable
-            ]
             ts.masked = masks.masked_embeddings(
-                jobs, ts.settings, store, workers=cfg.jobs or 1, progress=cfg.progress
+                jobs_of(ts), ts.settings, store, workers=cfg.jobs or 1, progress=cfg.progress
             )
         timings["masks"] = time.perf_counter() - t0
 
     # 5. score every size, then the classifiers of the comparison
     t0 = time.perf_counter()
     arrays: dict[str, Any] = {ts.name: {} for ts in tests}
+    mask_jobs = {ts.name: jobs_of(ts) for ts in tests if ts.masked is not None}
     per_test: dict[str, dict[str, Any]] = {ts.name: {"sizes": [], "methods": {}} for ts in tests}
     for n in sizes:
         cs = CentroidSet.from_doc(store.get_centroids(centroid_id(n, suffix)))
@@ -506,7 +514,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         "timings_s": timings,
     }
     results["elapsed_s"] = time.perf_counter() - t_start
-    return results, arrays
+    return results, {"distances": arrays, "mask_jobs": mask_jobs}
 
 
 def _log_overlap(ts: TestSet, log) -> None:
