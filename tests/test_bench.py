@@ -158,9 +158,10 @@ def test_overlap_check_catches_the_person_in_both_sets(results, runs):
     assert lfw["overlap"]["examples"] == ["ai sugiyama"]
     assert lfw["overlap"]["test_images_of_them"] == 1
     assert utk["overlap"]["known"] is False
-    assert "Person overlap with the train sample (by name): 1 persons (ai sugiyama)" in (
-        runs["out1"] / "results.md"
-    ).read_text()
+    assert (
+        "Person overlap with the train sample (by name): 1 persons (ai sugiyama)"
+        in (runs["out1"] / "results.md").read_text()
+    )
 
 
 def _md_table(md: str, heading: str) -> list[list[str]]:
