@@ -258,3 +258,29 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     result = run_cli("scrape", "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "--seeds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_scrape_clean_build_end_to_end(site, tmp_path, lfw_rows):
+    women = lfw_photos(lfw_rows, "female", 4, skip=20)
+    men = lfw_photos(lfw_rows, "male", 4, skip=20)
+    seeds = write_seeds(
+        tmp_path / "seeds.csv",
+        [
+            ("Małgorzata Kożuchowska", "female", site.listal_person("mk", "MK", women, per_page=2)),
+            ("Jan Kowalski", "male", site.filmweb_person("Jan+Kowalski-7", "JK", men)),
+        ],
+    )
+    raw, clean_dir, db = tmp_path / "raw", tmp_path / "clean", str(tmp_path / "db")
+    scraped = run_cli("scrape", "--seeds", str(seeds), "--out", str(raw), *site_args(site))
+    assert scraped.returncode == 0, scraped.stderr
+    assert len(saved(raw / "female" / "malgorzata-kozuchowska")) == 4
+    cleaned = run_cli(
+        "clean", str(raw), "--out", str(clean_dir), "--db", db, "--jobs", "1", "--no-progress"
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "kept" in cleaned.stdout
+    built = run_cli("build", str(clean_dir), "--sizes", "2", "--db", db, "--jobs", "1",
+                    "--no-progress")  # fmt: skip
+    assert built.returncode == 0, built.stderr + built.stdout
+    listed = run_cli("centroids", "list", "--db", db)
+    assert "g_2 " in listed.stdout
