@@ -79,6 +79,7 @@ def test_filmweb_portrait_and_gallery_pages(site, tmp_path, lfw_rows):
     s.run(people_from_seeds([Seed("Jan Kowalski", "male", url)]), progress=False)
     assert len(saved(tmp_path / "raw" / "male" / "jan-kowalski")) == 4
     assert site.hits["/filmweb/person/Jan+Kowalski-123/photos?page=2"] == 1
+    assert site.hits["/front/logo/filmweb-logo.png"] == 0  # site assets are not photos
 
 
 def test_same_photo_under_two_urls_is_saved_once(site, tmp_path, lfw_female):

@@ -6,7 +6,9 @@ Page structure assumed (fix the selectors below when the site changes):
   ``<meta property="og:image" content="https://fwcdn.pl/ppo/…jpg">``; the gallery is linked as
   ``<a href="/person/<Name>-<id>/photos">``.
 - gallery ``…/person/<Name>-<id>/photos`` (more pages as ``…/photos?page=<n>``): every photo is
-  an ``<img>`` whose ``src`` or ``data-src`` is a ``.jpg``/``.webp`` on fwcdn.pl; the pager links
+  an ``<img>`` whose ``src`` or ``data-src`` is a ``.jpg``/``.webp`` on fwcdn.pl under a photo
+  folder (``/ppo/`` person portraits, ``/pph/`` person photos; site assets live elsewhere, e.g.
+  ``/front/``, and are ignored); the pager links
   ``<a href="…/photos?page=<n>">``.
 
 Filmweb renders much of its site with JavaScript and sits behind bot protection at times; when
@@ -32,6 +34,7 @@ PERSON_PATH = re.compile(r"/person/([^/?#]+-\d+)")
 GALLERY_LINK = 'a[href*="/photos"]'
 PHOTO = "img"
 PHOTO_ATTRS = ("data-src", "src")
+PHOTO_FOLDER = re.compile(r"/(ppo|pph)/")
 PHOTO_SUFFIX = re.compile(r"\.(jpe?g|webp|png)$", re.IGNORECASE)
 PAGER = re.compile(r"[?&]page=(\d+)")
 MAX_PAGES = 200
@@ -85,8 +88,11 @@ class Filmweb:
             url = self._page(soup, final, number)
 
     def _is_photo(self, src: str) -> bool:
-        return host_matches(src, self.image_domain) and bool(
-            PHOTO_SUFFIX.search(urlsplit(src).path)
+        path = urlsplit(src).path
+        return (
+            host_matches(src, self.image_domain)
+            and bool(PHOTO_FOLDER.search(path))
+            and bool(PHOTO_SUFFIX.search(path))
         )
 
     def _page(self, soup: BeautifulSoup, page_url: str, number: int) -> str | None:
