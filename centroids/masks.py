@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -150,13 +150,14 @@ def masked_embeddings(
                 for job, emb in zip(chunk, _embed_chunk(chunk, settings), strict=True):
                     keep(emb, job)
         else:
-            with ProcessPoolExecutor(
-                workers, mp_context=get_context("spawn"), initializer=_init
-            ) as pool:
-                results = pool.map(_embed_chunk, chunks, [settings] * len(chunks))
-                for chunk, embs in zip(chunks, results, strict=True):
-                    for job, emb in zip(chunk, embs, strict=True):
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init)
+            try:
+                futures = {pool.submit(_embed_chunk, c, settings): c for c in chunks}
+                for fut in as_completed(futures):
+                    for job, emb in zip(futures[fut], fut.result(), strict=True):
                         keep(emb, job)
+            finally:  # on Ctrl-C, drop the chunks not started instead of waiting for them
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:  # keep finished work when interrupted
         if store is not None and buffer:
             store.put_embeddings(buffer)
