@@ -25,7 +25,7 @@ from centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidPara
 
 DEFAULT_DB = ".anfe/db"
 DB_NAME = "anfe"
-CENTROID_ID = re.compile(r"^g_[0-9]+(-[a-z0-9_]+)?$")
+CENTROID_ID = re.compile(r"^g_[0-9]+(-[a-z0-9_-]+)?$")
 _MONTY_LOCK = threading.Lock()
 
 
