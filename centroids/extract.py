@@ -1,24 +1,30 @@
 """Embed many images: in parallel processes, cached in the database, resumable, with progress.
 
-:func:`embed_paths` is the one entry point. It hashes each image, takes what the ``embeddings``
-collection already holds for that hash and those settings, and sends only the rest, as batches of
-image bytes, to a pool of worker processes (models loaded once per worker). Results go back to the
-database in batches as they arrive, so an interrupted run keeps all finished work and a rerun
-recomputes nothing. Failures (unreadable image, no face, several faces) are cached too.
+:func:`embed_paths` is the one entry point. It reads and hashes each image as the workers need
+more, takes what the ``embeddings`` collection already holds for that hash and those settings
+(before any decoding), and sends only the rest, as batches of image bytes, to a pool of spawned
+worker processes sized to the cores (models loaded once per worker; the pool is kept for the next
+call, such as the next wave of a build). Results go back to the database in batches as they
+arrive, so an interrupted run keeps all finished work and a rerun recomputes nothing. Failures
+(unreadable image, no face, several faces) are cached too.
 
-The worker function :func:`embed_batch` takes bytes, not paths, so the same batches can run on a
-Dask cluster whose workers share no disk with us.
+Processes, not threads: dlib holds the GIL in detection and encoding
+(``benchmarks/gil.py`` measures it). The worker function :func:`embed_batch` takes bytes, not
+paths, so the same batches can run on a Dask cluster whose workers share no disk with us
+(``dask="local"`` or a scheduler address; :mod:`centroids.dask_pool`).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -30,6 +36,7 @@ from centroids.store import Store, embedding_id
 
 BATCH_IMAGES = 8  # images per task sent to a worker
 WRITE_EVERY = 64  # results per database write
+T = TypeVar("T")
 
 
 @dataclass
@@ -128,13 +135,19 @@ def embed_paths(
     progress: bool = True,
     desc: str = "embedding",
     cache: dict[str, Embedded] | None = None,
+    dask: str | None = None,
 ) -> list[Embedded]:
     """Embed every image in ``paths``; return one :class:`Embedded` per path, in order.
+
+    Files are read and hashed as the workers need them (cache hits never reach a worker and are
+    never decoded), so only the batches in flight are held in memory.
 
     :param store: database for the embedding cache (None: no cache)
     :param labels: the gender of each path, kept in the cache documents for inspection
     :param jobs: worker processes (default: the cores; 1 runs in this process)
     :param cache: already-loaded cache (from :func:`load_cache`), to avoid reading it again
+    :param dask: run the batches on a Dask cluster: ``"local"`` or a scheduler address
+        (see :mod:`centroids.dask_pool`); None uses the local process pool
     """
     key = settings.key()
     if cache is None:
@@ -143,14 +156,15 @@ def embed_paths(
     results: list[Embedded | None] = [None] * len(paths)
     pending: dict[str, list[int]] = {}
     bar = Progress(len(paths), desc, progress)
-    todo: list[tuple[str, bytes]] = []
-    unreadable: list[tuple[int, Embedded]] = []
-    try:
+
+    def work() -> Iterator[tuple[str, bytes]]:
+        """The images still to embed, read lazily; cache hits are filled in on the way."""
         for i, path in enumerate(paths):
             try:
                 data = Path(path).read_bytes()
             except OSError:
-                unreadable.append((i, Embedded(sha256="", faces_found=0, error="file_unreadable")))
+                results[i] = Embedded(sha256="", faces_found=0, error="file_unreadable")
+                bar.update()
                 continue
             sha = faces.content_hash(data)
             if sha in cache:
@@ -160,21 +174,18 @@ def embed_paths(
                 pending[sha].append(i)
             else:
                 pending[sha] = [i]
-                todo.append((sha, data))
-        for i, emb in unreadable:
-            results[i] = emb
-            bar.update()
-        writer = _Writer(store, key, paths, labels)
-        try:
-            for emb in _run(todo, settings, jobs):
-                cache[emb.sha256] = emb
-                for i in pending[emb.sha256]:
-                    results[i] = emb
-                    bar.update()
-                writer.add(emb, pending[emb.sha256][0])
-        finally:  # keep finished work even when interrupted
-            writer.flush()
-    finally:
+                yield sha, data
+
+    writer = _Writer(store, key, paths, labels)
+    try:
+        for emb in _run(work(), settings, jobs, dask):
+            cache[emb.sha256] = emb
+            for i in pending[emb.sha256]:
+                results[i] = emb
+                bar.update()
+            writer.add(emb, pending[emb.sha256][0])
+    finally:  # keep finished work even when interrupted
+        writer.flush()
         bar.close()
     return results  # type: ignore[return-value]
 
@@ -207,35 +218,66 @@ def load_cache(store: Store, settings: EmbeddingSettings) -> dict[str, Embedded]
     }
 
 
-def _batches(todo: list[tuple[str, bytes]], size: int) -> Iterator[list[tuple[str, bytes]]]:
-    for i in range(0, len(todo), size):
-        yield todo[i : i + size]
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), taken lazily."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
 
 
 def _run(
-    todo: list[tuple[str, bytes]], settings: EmbeddingSettings, jobs: int
+    todo: Iterable[tuple[str, bytes]], settings: EmbeddingSettings, jobs: int, dask: str | None
 ) -> Iterator[Embedded]:
     """Yield the embedding of every ``(sha, bytes)`` in ``todo``, as workers finish them."""
-    if not todo:
-        return
-    if jobs <= 1:
-        for batch in _batches(todo, BATCH_IMAGES):
+    if dask is not None:
+        from centroids import dask_pool
+
+        yield from dask_pool.run(todo, settings, dask, BATCH_IMAGES)
+    elif jobs <= 1:
+        for batch in chunks(todo, BATCH_IMAGES):
             yield from embed_batch(batch, settings)
-        return
-    yield from _run_pool(todo, settings, jobs, embed_batch)
+    else:
+        yield from _run_pool(todo, settings, jobs, embed_batch)
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` spawned workers with the models loaded, kept for the next call."""
+    pool = _POOLS.get(jobs)
+    if pool is None or getattr(pool, "_broken", False):
+        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init)
+        _POOLS[jobs] = pool
+    return pool
+
+
+def shutdown_pools() -> None:
+    """Stop the worker processes kept between calls (also done at interpreter exit)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pools)
 
 
 def _run_pool(
-    todo: list[tuple[str, bytes]],
+    todo: Iterable[tuple[str, bytes]],
     settings: EmbeddingSettings,
     jobs: int,
     task: Callable[[list[tuple[str, bytes]], EmbeddingSettings], list[Embedded]],
 ) -> Iterator[Embedded]:
-    batches = _batches(todo, BATCH_IMAGES)
+    """Run ``task`` on batches of ``todo`` in the pool, at most ``3 * jobs`` batches in flight.
+
+    The pool (and its loaded models) is reused by the next call, as between the waves of a
+    build; an error or an interrupt shuts it down, dropping the batches not started.
+    """
+    pool = _pool(jobs)
     in_flight: set[Future] = set()
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init)
+    ok = False
     try:
-        for batch in batches:
+        for batch in chunks(todo, BATCH_IMAGES):
             in_flight.add(pool.submit(task, batch, settings))
             if len(in_flight) >= jobs * 3:
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -245,5 +287,8 @@ def _run_pool(
             done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for fut in done:
                 yield from fut.result()
+        ok = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not ok:
+            _POOLS.pop(jobs, None)
+            pool.shutdown(wait=True, cancel_futures=True)
