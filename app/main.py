@@ -90,7 +90,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def anfe_error(request: Request, exc: AnfeError) -> JSONResponse:
         if exc.status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-        headers = {"WWW-Authenticate": "X-API-Key"} if exc.status == 401 else None
+        headers = {}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "X-API-Key"
+        if exc.status == 413:  # stop reading an upload that may still be arriving
+            headers["Connection"] = "close"
         return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
