@@ -70,13 +70,46 @@ def store(db_uri):
         yield s
 
 
+TRAIN_PER_GENDER = 60
+
+
 @pytest.fixture(scope="session")
-def small_centroids_doc(tmp_path_factory) -> dict:
-    """A centroid document g_60 built with `build` from 60 UTKFace adults per gender."""
+def training_db(tmp_path_factory) -> str:
+    """A database holding g_60, built with `build` from 60 UTKFace adults per gender (seed 1)."""
     from centroids.build import build
     from centroids.store import Store
 
     uri = str(tmp_path_factory.mktemp("centroids-db") / "db")
     with Store(uri) as s:
-        build(UTKFACE, [60], s, seed=1, progress=False, min_age=18, jobs=2, log=lambda *_: None)
-        return s.get_centroids("g_60")
+        build(
+            UTKFACE, [TRAIN_PER_GENDER], s, seed=1, progress=False, min_age=18, jobs=2,
+            log=lambda *_: None,
+        )  # fmt: skip
+    return uri
+
+
+@pytest.fixture(scope="session")
+def small_centroids_doc(training_db) -> dict:
+    """The centroid document g_60 (60 UTKFace adults per gender)."""
+    from centroids.store import Store
+
+    with Store(training_db) as s:
+        return s.get_centroids(f"g_{TRAIN_PER_GENDER}")
+
+
+@pytest.fixture(scope="session")
+def training_embeddings(training_db) -> dict:
+    """The embeddings g_60 was built from, by gender: {"female": (60, 128), "male": (60, 128)}."""
+    import numpy as np
+
+    from centroids.build import sample
+    from centroids.datasets import adults, read_dataset
+    from centroids.faces import EmbeddingSettings
+    from centroids.store import Store
+
+    with Store(training_db) as s:
+        drawn = sample(
+            adults(read_dataset(UTKFACE)), TRAIN_PER_GENDER, EmbeddingSettings(), s, seed=1,
+            progress=False,
+        )  # fmt: skip
+    return {g: np.stack(drawn[g].vectors) for g in ("female", "male")}

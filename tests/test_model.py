@@ -99,3 +99,63 @@ def test_centroids_are_the_means(lfw_embeddings):
         "female": int((genders == "female").sum()),
         "male": int((genders == "male").sum()),
     }
+
+
+@pytest.fixture(scope="module")
+def mode_sets(training_embeddings):
+    f, m = training_embeddings["female"], training_embeddings["male"]
+    return {
+        mode: CentroidSet.from_embeddings(f"g_60-{mode}", f, m, mode=mode, params={"k": 3}, seed=2)
+        for mode in ("centroid", "prototypes", "mahalanobis", "mahalanobis-prototypes")
+    }
+
+
+def test_every_mode_round_trips_through_its_document(mode_sets, lfw_embeddings):
+    x, _ = lfw_embeddings
+    for mode, cs in mode_sets.items():
+        doc = cs.to_doc()
+        assert doc["mode"] == mode and doc["_id"] == f"g_60-{mode}"
+        again = CentroidSet.from_doc(doc)
+        assert np.allclose(again.classify(x).d_female, cs.classify(x).d_female)
+        assert list(again.classify(x).gender) == list(cs.classify(x).gender)
+
+
+def test_prototypes_mode_uses_the_nearest_prototype(mode_sets, lfw_embeddings, training_embeddings):
+    x, _ = lfw_embeddings
+    cs = mode_sets["prototypes"]
+    assert cs.prototypes["female"].shape == (3, 128)
+    assert sum(cs.prototype_counts["female"]) == len(training_embeddings["female"])
+    preds = cs.classify(x)
+    for i, vec in enumerate(x):
+        d_f = min(np.linalg.norm(vec - p) for p in cs.prototypes["female"])
+        d_m = min(np.linalg.norm(vec - p) for p in cs.prototypes["male"])
+        assert preds.d_female[i] == pytest.approx(d_f) and preds.d_male[i] == pytest.approx(d_m)
+        assert preds.gender[i] == ("female" if d_f < d_m else "male")
+
+
+def test_mahalanobis_with_full_shrinkage_decides_like_the_paper(
+    training_embeddings, lfw_embeddings
+):
+    x, _ = lfw_embeddings
+    f, m = training_embeddings["female"], training_embeddings["male"]
+    paper = CentroidSet.from_embeddings("g_60", f, m)
+    spherical = CentroidSet.from_embeddings(
+        "g_60-m", f, m, mode="mahalanobis", params={"shrinkage": 1.0}
+    )
+    assert list(spherical.classify(x).gender) == list(paper.classify(x).gender)
+    ratio = spherical.classify(x).d_female / paper.classify(x).d_female
+    assert np.allclose(ratio, ratio[0])  # a scaled identity covariance only rescales distances
+
+
+def test_every_mode_beats_chance_on_lfw(mode_sets, lfw_embeddings):
+    x, genders = lfw_embeddings
+    for mode, cs in mode_sets.items():
+        assert (cs.classify(x).gender == genders).mean() >= 0.75, mode
+        assert 0 <= cs.calibration.ece <= 0.5
+
+
+def test_unknown_mode_is_refused(training_embeddings):
+    with pytest.raises(InvalidParameter, match="unknown mode"):
+        CentroidSet.from_embeddings(
+            "g_1", training_embeddings["female"], training_embeddings["male"], mode="svm"
+        )
