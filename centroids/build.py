@@ -19,7 +19,7 @@ from centroids import datasets
 from centroids.errors import InvalidParameter
 from centroids.extract import Embedded, embed_paths, load_cache
 from centroids.faces import EmbeddingSettings
-from centroids.model import GENDERS, CentroidSet
+from centroids.model import GENDERS, MODES, CentroidSet
 from centroids.store import Store
 
 DEFAULT_SIZES = (1000, 2000, 5000, 10000, 20000, 50000)
@@ -92,11 +92,34 @@ class Sample:
     hashes: list[str] = field(default_factory=list)
 
 
-def draw_order(items: list[datasets.Item], seed: int, gender: str) -> list[datasets.Item]:
-    """The seeded random order in which one gender's images are drawn."""
+def draw_order(
+    items: list[datasets.Item], seed: int, gender: str, balance_by: str | None = None
+) -> list[datasets.Item]:
+    """The seeded random order in which one gender's images are drawn.
+
+    With ``balance_by`` (a labels.csv column such as ``race``) the groups take turns: the first
+    N images hold as many of each group as the smallest group allows, then the rest by turns.
+    """
     pool = sorted((it for it in items if it.gender == gender), key=lambda it: it.path.as_posix())
     rng = np.random.default_rng([seed, GENDERS.index(gender)])
-    return [pool[i] for i in rng.permutation(len(pool))]
+    order = [pool[i] for i in rng.permutation(len(pool))]
+    if not balance_by:
+        return order
+    groups: dict[str, list[datasets.Item]] = {}
+    for it in order:
+        groups.setdefault(it.extra.get(balance_by, "") or "unknown", []).append(it)
+    if len(groups) == 1 and "unknown" in groups:
+        raise InvalidParameter(f"no image has a {balance_by!r} column in labels.csv")
+    turns = [groups[name] for name in sorted(groups)]
+    return [
+        group[i] for i in range(max(len(g) for g in turns)) for group in turns if i < len(group)
+    ]
+
+
+def set_id(per_gender: int, mode: str = "centroid", suffix: str | None = None) -> str:
+    """``g_N`` for the paper's mode, ``g_N-<mode>`` for another, with an optional suffix first."""
+    parts = [p for p in (suffix, None if mode == "centroid" else mode) if p]
+    return centroid_id(per_gender, "-".join(parts) or None)
 
 
 def sample(
@@ -109,10 +132,12 @@ def sample(
     jobs: int | None = None,
     progress: bool = True,
     report: BuildReport | None = None,
+    dask: str | None = None,
+    balance_by: str | None = None,
 ) -> dict[str, Sample]:
     """Embed images in draw order until each gender has ``need`` usable ones (or none are left)."""
     report = report or BuildReport()
-    orders = {g: draw_order(items, seed, g) for g in GENDERS}
+    orders = {g: draw_order(items, seed, g, balance_by) for g in GENDERS}
     cursor = {g: 0 for g in GENDERS}
     out = {g: Sample() for g in GENDERS}
     report.tally = {g: GenderTally() for g in GENDERS}
@@ -138,6 +163,7 @@ def sample(
             progress=progress,
             desc="embedding",
             cache=cache,
+            dask=dask,
         )
         report.computed += len(cache) - before
         for (g, it), emb in zip(wave, embedded, strict=True):
@@ -164,10 +190,18 @@ def build(
     items: list[datasets.Item] | None = None,
     log=print,
     id_suffix: str | None = None,
+    dask: str | None = None,
+    modes: list[str] | tuple[str, ...] = ("centroid",),
+    params: dict | None = None,
+    balance_by: str | None = None,
 ) -> BuildReport:
     """Build and store ``g_N`` for every N in ``sizes`` that the dataset can fill.
 
+    ``modes`` other than the paper's ``centroid`` are stored as ``g_N-<mode>`` (see model.py),
+    fitted with ``params`` (``k`` for prototypes, ``shrinkage`` for mahalanobis).
+    ``balance_by`` makes each group of that labels.csv column contribute equally to every size.
     ``id_suffix`` stores ``g_N-<suffix>`` instead (the benchmark's sets trained on a split).
+    ``dask`` runs the extraction on a Dask cluster (``"local"`` or a scheduler address).
     """
     settings = settings or EmbeddingSettings()
     sizes = sorted(set(sizes))
@@ -177,16 +211,27 @@ def build(
         items = datasets.adults(items, min_age)
     report = BuildReport()
     drawn = sample(
-        items, max(sizes), settings, store, seed=seed, jobs=jobs, progress=progress, report=report
+        items,
+        max(sizes),
+        settings,
+        store,
+        seed=seed,
+        jobs=jobs,
+        progress=progress,
+        report=report,
+        dask=dask,
+        balance_by=balance_by,
     )
+    for mode in modes:
+        if mode not in MODES:
+            raise InvalidParameter(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     for n in sizes:
         short = [g for g in GENDERS if len(drawn[g].items) < n]
         if short:
             have = ", ".join(f"{len(drawn[g].items)} {g}" for g in GENDERS)
             report.skipped[n] = f"needs {n} usable images per gender; the dataset has {have}"
-            log(f"skipped {centroid_id(n, id_suffix)}: {report.skipped[n]}")
+            log(f"skipped {set_id(n, modes[0], id_suffix)}: {report.skipped[n]}")
             continue
-        cid = centroid_id(n, id_suffix)
         digest = hashlib.sha256(
             "\n".join(drawn["female"].hashes[:n] + drawn["male"].hashes[:n]).encode()
         ).hexdigest()
@@ -195,33 +240,51 @@ def build(
             "seed": seed,
             "images": 2 * n,
             "min_age": min_age,
+            "balance_by": balance_by,
             "sample_sha256": digest,
         }
-        if _unchanged(store, cid, source, settings):
-            report.unchanged.append(cid)
-            log(f"{cid}: unchanged (same images and settings), kept")
-            continue
-        cs = CentroidSet.from_embeddings(
-            cid,
-            np.stack(drawn["female"].vectors[:n]),
-            np.stack(drawn["male"].vectors[:n]),
-            embedding=settings.describe(),
-            source=source,
-            seed=seed,
-        )
-        store.put_centroids(cs.to_doc())
-        report.built.append(cid)
-        log(
-            f"{cid}: stored ({n} female + {n} male; held-out accuracy "
-            f"{cs.calibration.held_out_accuracy:.3f})"
-        )
+        for mode in modes:
+            cid = set_id(n, mode, id_suffix)
+            mode_params = dict(params or {}) if mode != "centroid" else {}
+            if _unchanged(store, cid, source, settings, mode, mode_params):
+                report.unchanged.append(cid)
+                log(f"{cid}: unchanged (same images and settings), kept")
+                continue
+            cs = CentroidSet.from_embeddings(
+                cid,
+                np.stack(drawn["female"].vectors[:n]),
+                np.stack(drawn["male"].vectors[:n]),
+                embedding=settings.describe(),
+                source=source,
+                seed=seed,
+                mode=mode,
+                params=mode_params,
+            )
+            store.put_centroids(cs.to_doc())
+            report.built.append(cid)
+            log(
+                f"{cid}: stored ({n} female + {n} male; held-out accuracy "
+                f"{cs.calibration.held_out_accuracy:.3f})"
+            )
     return report
 
 
-def _unchanged(store: Store, cid: str, source: dict, settings: EmbeddingSettings) -> bool:
+def _unchanged(
+    store: Store,
+    cid: str,
+    source: dict,
+    settings: EmbeddingSettings,
+    mode: str = "centroid",
+    params: dict | None = None,
+) -> bool:
     existing = store._call(lambda: store.centroids.find_one({"_id": cid}))
-    return bool(
-        existing
-        and existing.get("source", {}).get("sample_sha256") == source["sample_sha256"]
+    if not existing:
+        return False
+    stored = existing.get("params", {})
+    return (
+        existing.get("source", {}).get("sample_sha256") == source["sample_sha256"]
+        and existing.get("source", {}).get("balance_by") == source["balance_by"]
         and existing.get("embedding") == settings.describe()
+        and existing.get("mode", "centroid") == mode
+        and all(stored.get(k) == v for k, v in (params or {}).items())
     )

@@ -19,14 +19,17 @@ from pathlib import Path
 
 from centroids import datasets, shipped
 from centroids.build import DEFAULT_SIZES, build, parse_sizes
-from centroids.errors import AnfeError, CentroidsNotFound, DatasetError
+from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, InvalidParameter
 from centroids.faces import EmbeddingSettings
 from centroids.predict import predict_image
 from centroids.store import Store, default_uri, describe_uri
 
 EXAMPLES_BUILD = """examples:
-  anfe build ../shared/data/utkface --sizes 1000,2000,5000 --cropped --min-age 18
+  anfe build ../shared/data/utkface --sizes 1000,2000,5000 --min-age 18
+  anfe build ../shared/data/utkface --sizes 3000 --min-age 18 --mode centroid,mahalanobis --balance-by race
   anfe build clean/ --sizes 1000,2000,5000,10000,20000,50000 --seed 0 --db mongodb://localhost:27017
+  anfe build clean/ --sizes 10000 --dask local                # a Dask LocalCluster on this machine
+  anfe build clean/ --sizes 50000 --dask tcp://scheduler:8786  # an existing Dask cluster
 """
 EXAMPLES_PREDICT = """examples:
   anfe predict photo.jpg
@@ -83,8 +86,38 @@ def _register_build(sub) -> None:
     p.add_argument("--landmarks", choices=["small", "large"], default="small")
     p.add_argument("--max-side", type=int, default=800, help="detect on a copy this large")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--mode",
+        default="centroid",
+        help="centroid modes, comma-separated: centroid (the paper's, stored as g_N), prototypes, "
+        "mahalanobis, mahalanobis-prototypes (stored as g_N-<mode>); default: %(default)s",
+    )
+    p.add_argument("--k", type=int, default=None, help="prototypes per gender (default: 8)")
+    p.add_argument(
+        "--shrinkage", default=None, help="mahalanobis covariance shrinkage: ledoit-wolf or 0..1"
+    )
+    p.add_argument(
+        "--balance-by",
+        metavar="COLUMN",
+        default=None,
+        help="labels.csv column (e.g. race) whose groups contribute equally to every size",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        default=None,
+        help="run the extraction on a Dask cluster: 'local' or a scheduler address "
+        "(tcp://host:8786); needs the 'dask' extra",
+    )
     add_db_option(p)
     p.set_defaults(func=_run_build)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidParameter(f"{text!r} is not a number") from None
 
 
 def _run_build(args: argparse.Namespace) -> int:
@@ -92,6 +125,18 @@ def _run_build(args: argparse.Namespace) -> int:
         model=args.landmarks, jitters=args.jitters, max_side=args.max_side, cropped=args.cropped
     )
     sizes = parse_sizes(args.sizes)
+    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    params: dict = {}
+    if args.k is not None:
+        params["k"] = args.k
+    if args.shrinkage is not None:
+        params["shrinkage"] = (
+            args.shrinkage if args.shrinkage == "ledoit-wolf" else _number(args.shrinkage)
+        )
+    if args.dask is not None:
+        from centroids.dask_pool import check_address
+
+        check_address(args.dask)
     with open_store(args) as store:
         report = build(
             args.dataset,
@@ -102,6 +147,10 @@ def _run_build(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             progress=not args.no_progress,
             min_age=args.min_age,
+            dask=args.dask,
+            modes=modes,
+            params=params,
+            balance_by=args.balance_by,
         )
     for g, t in report.tally.items():
         print(
