@@ -299,10 +299,15 @@ def plot_distances(results: dict[str, Any], distances: dict[str, Any], path: Pat
         arr = distances[t["name"]][n]
         d, right = np.asarray(arr["distance"]), np.asarray(arr["right"], dtype=bool)
         bins = np.linspace(float(d.min()), float(d.max()) + 1e-9, 40)
-        ax.hist(d[right], bins=bins, alpha=0.6, color="tab:green", label=f"right ({right.sum()})")
-        ax.hist(d[~right], bins=bins, alpha=0.7, color="tab:red", label=f"wrong ({(~right).sum()})")
+        # densities, so the few wrong answers show their shape beside the many right ones
+        for mask, colour, label in ((right, "tab:green", "right"), (~right, "tab:red", "wrong")):
+            if mask.any():
+                ax.hist(
+                    d[mask], bins=bins, density=True, alpha=0.55, color=colour,
+                    label=f"{label} ({int(mask.sum())}, mean {d[mask].mean():.3f})",
+                )  # fmt: skip
         ax.set_xlabel(f"distance to the predicted centroid (g_{n})")
-        ax.set_ylabel("faces")
+        ax.set_ylabel("density")
         ax.set_title(t["name"])
         ax.legend(fontsize=8)
     fig.tight_layout()
