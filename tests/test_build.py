@@ -157,3 +157,34 @@ def test_parse_sizes():
         with pytest.raises(InvalidParameter):
             parse_sizes(bad)
     assert build_mod.centroid_id(1000) == "g_1000"
+
+
+def test_modes_are_stored_beside_the_paper_set(dataset, tmp_path):
+    report, docs = _run(
+        dataset, str(tmp_path / "db"), [8], modes=["centroid", "prototypes"], params={"k": 2}
+    )
+    assert report.built == ["g_8", "g_8-prototypes"]
+    assert docs["g_8"]["mode"] == "centroid" and "prototypes" not in docs["g_8"]
+    assert docs["g_8-prototypes"]["mode"] == "prototypes"
+    assert docs["g_8-prototypes"]["params"]["k"] == 2
+    assert docs["g_8-prototypes"]["vectors"] == docs["g_8"]["vectors"]  # same images, same means
+    again, _ = _run(
+        dataset, str(tmp_path / "db"), [8], modes=["centroid", "prototypes"], params={"k": 2}
+    )
+    assert again.unchanged == ["g_8", "g_8-prototypes"]
+    other_k, _ = _run(dataset, str(tmp_path / "db"), [8], modes=["prototypes"], params={"k": 3})
+    assert other_k.built == ["g_8-prototypes"]
+
+
+def test_balance_by_takes_groups_in_turns(utk_rows):
+    from centroids.build import draw_order
+
+    items = [it for it in read_dataset(UTKFACE) if int(it.extra["age"]) >= 18]
+    order = draw_order(items, 0, "male", balance_by="race")
+    groups = sorted({it.extra["race"] for it in items if it.gender == "male"})
+    first = [it.extra["race"] for it in order[: 10 * len(groups)]]
+    assert all(first.count(g) == 10 for g in groups)
+    plain = [it.extra["race"] for it in draw_order(items, 0, "male")[: 10 * len(groups)]]
+    assert plain.count("white") > 10  # without balancing the largest group dominates
+    with pytest.raises(InvalidParameter, match="no image has"):
+        draw_order(items, 0, "male", balance_by="shoe_size")
