@@ -20,6 +20,8 @@ from centroids.model import CentroidSet
 from centroids.store import Store, describe_uri
 
 log = logging.getLogger("anfe.app")
+# the arrays of a stored set: served by GET /centroids/{id} as vectors, never in listings
+HEAVY_FIELDS = ("vectors", "prototypes", "whitening")
 
 
 class CentroidCache:
@@ -101,7 +103,7 @@ class CentroidCache:
             except (AnfeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("skipping centroid set %r that cannot be served: %s", doc["_id"], exc)
                 continue
-            metas.append({k: v for k, v in doc.items() if k not in ("vectors", "prototypes")})
+            metas.append({k: v for k, v in doc.items() if k not in HEAVY_FIELDS})
         self._sets, self._docs, self._version = sets, metas, version
         log.info("centroid sets loaded: %s", ", ".join(sets) or "none")
 

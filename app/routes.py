@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 
 from app import uploads
+from app.cache import HEAVY_FIELDS
 from app.errors import Unauthorized
 from app.schemas import (
     ERROR_RESPONSES,
@@ -116,7 +117,7 @@ async def health(svc: Svc) -> JSONResponse:
         cache = svc.cache
     db_ok, db_error = cache.status()
     ids = cache.ids() if db_ok else []
-    ok = db_ok and bool(ids) and svc.pool.ready
+    ok = db_ok and cache.default() in ids and svc.pool.ready
     body = Health(
         status="ok" if ok else "unavailable",
         database={"ok": db_ok, "kind": cache.kind, "error": db_error},
@@ -191,7 +192,7 @@ async def get_centroids(svc: Svc, cid: Annotated[str, Path(max_length=64)]) -> C
 
 
 def _summary(doc: dict, default: str | None) -> CentroidSummary:
-    fields = {k: _finite(v) for k, v in doc.items() if k not in ("_id", "vectors", "prototypes")}
+    fields = {k: _finite(v) for k, v in doc.items() if k != "_id" and k not in HEAVY_FIELDS}
     return CentroidSummary(id=doc["_id"], default=doc["_id"] == default, **fields)
 
 

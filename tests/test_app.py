@@ -446,3 +446,33 @@ def test_empty_database_is_seeded_with_the_shipped_sets(tmp_path):
         health = client.get("/health")
         assert health.json()["centroids"] == shipped
         assert health.status_code == (200 if shipped else 503)
+
+
+def test_a_set_of_another_mode_is_served_and_listed_without_its_matrices(
+    served, training_embeddings, lfw_male
+):
+    from centroids.model import CentroidSet
+
+    client, uri = served
+    cs = CentroidSet.from_embeddings(
+        "g_60-mahalanobis-prototypes",
+        training_embeddings["female"],
+        training_embeddings["male"],
+        mode="mahalanobis-prototypes",
+        params={"k": 2},
+    )
+    with Store(uri) as s:
+        s.put_centroids(cs.to_doc())
+    try:
+        listing = client.get("/centroids").json()["centroids"]
+        [item] = [c for c in listing if c["id"] == cs.id]
+        assert item["mode"] == "mahalanobis-prototypes"
+        assert not {"whitening", "prototypes", "vectors"} & set(item)
+        detail = client.get(f"/centroids/{cs.id}").json()
+        assert "whitening" not in detail and len(detail["vectors"]["female"]) == 128
+        resp = client.post(f"/predict?centroids={cs.id}", files=upload(lfw_male.read_bytes()))
+        assert resp.status_code == 200 and resp.json()["centroids"] == cs.id
+        assert resp.json()["faces"][0]["gender"] == "male"
+    finally:
+        with Store(uri) as s:
+            s.delete_centroids(cs.id)
