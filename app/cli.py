@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         name = "ANFE_" + str(err["loc"][0]).upper() if err.get("loc") else "ANFE_*"
         raise InvalidParameter(f"{name}: {err['msg']}") from None
     print(
-        f"anfe: serving http://{args.host}:{args.port} (database {describe_uri(settings.db)}, "
+        f"anfe: serving http://{args.host}:{args.port} ({describe_uri(settings.db)}, "
         f"{args.workers} server process(es) x {settings.cpu_workers} detector(s))",
         flush=True,
     )
