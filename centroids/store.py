@@ -87,7 +87,13 @@ class Store:
     # -- health ---------------------------------------------------------------------------------
 
     def ping(self) -> None:
-        """Raise :class:`DatabaseUnavailable` unless the database answers a read."""
+        """Raise :class:`DatabaseUnavailable` unless the database answers a read.
+
+        montydb answers reads of a folder that has been removed with nothing, so for the embedded
+        database the folder itself must still be there.
+        """
+        if self.kind == "montydb" and not (_monty_path(self.uri) / "monty.storage.cfg").is_file():
+            raise DatabaseUnavailable(f"{describe_uri(self.uri)} has gone (its folder is missing)")
         self._call(lambda: self.centroids.find_one({"_id": "__ping__"}))
 
     def _call(self, fn):
@@ -123,6 +129,7 @@ class Store:
             for d in docs:
                 d.pop("vectors", None)
                 d.pop("prototypes", None)
+                d.pop("whitening", None)
         return sorted(docs, key=lambda d: (d.get("per_gender", 0), d["_id"]))
 
     def delete_centroids(self, cid: str) -> bool:

@@ -116,3 +116,22 @@ def test_reader_never_sees_a_partial_centroid_document(db_uri):
     proc.join()
     assert proc.exitcode == 0
     assert Path(db_uri).is_dir()
+
+
+def test_ping_notices_an_embedded_database_folder_that_has_gone(db_uri):
+    import shutil
+
+    with Store(db_uri) as s:
+        s.ping()
+        shutil.rmtree(db_uri)
+        with pytest.raises(DatabaseUnavailable, match="has gone"):
+            s.ping()
+
+
+def test_listing_leaves_out_every_large_array(store):
+    doc = _doc("g_10-mahalanobis-prototypes", 0.1)
+    doc["prototypes"] = {"female": [[0.0] * 128], "male": [[0.0] * 128]}
+    doc["whitening"] = [[0.0] * 128] * 128
+    store.put_centroids(doc)
+    (listed,) = store.list_centroids()
+    assert not {"vectors", "prototypes", "whitening"} & set(listed)
