@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Box(BaseModel):
@@ -92,6 +93,14 @@ class CentroidSummary(BaseModel):
     working_range: dict[str, Any] = {}
     created_at: str | None = None
     default: bool = Field(False, description="used when a request names no set")
+
+    @field_validator("source")
+    @classmethod
+    def _dataset_name_only(cls, source: dict[str, Any]) -> dict[str, Any]:
+        """The dataset's folder name, never the server's path to it."""
+        if isinstance(source.get("dataset"), str):
+            return {**source, "dataset": PurePath(source["dataset"]).name}
+        return source
 
 
 class CentroidList(BaseModel):

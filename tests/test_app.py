@@ -288,6 +288,8 @@ def test_centroids_lists_metadata_not_only_ids(client, small_centroids_doc):
     assert item["embedding"]["landmarks"] == small_centroids_doc["embedding"]["landmarks"]
     assert item["default"] is True
     assert "vectors" not in item
+    assert item["source"]["dataset"] == "utkface"  # the folder's name, not the server's path
+    assert "/" not in item["source"]["dataset"]
 
 
 def test_one_centroid_set_has_its_vectors(client, small_centroids_doc):
