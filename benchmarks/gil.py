@@ -1,0 +1,77 @@
+"""Does dlib release the GIL? Time detection and encoding in 1 thread, then split over threads.
+
+If two threads finish the same work in about half the time, dlib releases the GIL there and
+threads would do; if they take as long as one, only processes run dlib in parallel (the
+reason ``centroids.extract`` and the service use processes). Also reports whether dlib itself
+uses several cores for one call (CPU time above wall time in one thread).
+
+Example::
+
+    .venv/bin/python benchmarks/gil.py --images 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def timed(fn, items, threads: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) to run ``fn`` on every item with ``threads``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    if threads == 1:
+        for it in items:
+            fn(it)
+    else:
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(fn, items))
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--images", type=int, default=40, help="LFW photos (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    from centroids import faces
+
+    rows = common.balanced_sample(common.LFW, args.images, seed=2)
+    images = [faces.decode((common.LFW / r["path"]).read_bytes()) for r in rows]
+    boxes = [faces.detect(im) for im in images]
+    one_face = [(im, b) for im, b in zip(images, boxes, strict=True) if len(b) == 1]
+    faces.encode(*one_face[0])  # load the models before timing
+    tasks = {
+        "HOG detection (face_detector)": (lambda im: faces.detect(im), images),
+        "landmarks + encoder (compute_face_descriptor)": (lambda ib: faces.encode(*ib), one_face),
+    }
+    print(f"machine: {common.machine()}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
+    out = []
+    for name, (fn, items) in tasks.items():
+        w1, c1 = timed(fn, items, 1)
+        wn, cn = timed(fn, items, args.threads)
+        out.append([name, len(items), w1, c1 / w1, wn, w1 / wn])
+    print(
+        common.table(
+            [
+                "call",
+                "items",
+                "1 thread s",
+                "CPU/wall in 1 thread",
+                f"{args.threads} threads s",
+                "speed-up from threads",
+            ],
+            out,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
