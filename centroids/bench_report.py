@@ -175,6 +175,7 @@ def markdown(results: dict[str, Any]) -> str:
             else ""
         )
         + (f"; age >= {st['min_age']}: {tr['images_after_min_age']}" if st["min_age"] else "")
+        + "; pool {female} women, {male} men".format(**tr["pool_by_gender"])
         + f"), seed {st['seed']}, sizes {', '.join(map(str, tr['sizes_built']))} per gender",
     ]
     if tr["sizes_skipped"]:

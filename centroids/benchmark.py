@@ -487,6 +487,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
             "split": split_info,
             "images_after_split": len(train_items),
             "images_after_min_age": len(train_pool),
+            "pool_by_gender": {g: sum(it.gender == g for it in train_pool) for g in GENDERS},
             "tally": {g: asdict(t) for g, t in report.tally.items()},
             "persons_used": len({it.person for it in used_items if it.person}),
             "sizes_built": sizes,
