@@ -80,6 +80,12 @@ def register(subparsers) -> None:
         default="largest",
         help="train the baseline classifiers at the largest size, at all sizes, or not at all",
     )
+    p.add_argument(
+        "--baseline-cap",
+        type=int,
+        default=5000,
+        help="train the baselines on at most this many images per gender (default: 5000)",
+    )
     p.add_argument("--mask", action="store_true", help="also score masked copies of test faces")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
@@ -107,6 +113,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--test-fraction", str(args.test_fraction)]
     if args.baselines != "largest":
         parts += ["--baselines", args.baselines]
+    if args.baseline_cap != 5000:
+        parts += ["--baseline-cap", str(args.baseline_cap)]
     if args.jitters != 1 or args.landmarks != "small":
         parts += ["--jitters", str(args.jitters), "--landmarks", args.landmarks]
     parts += ["--out", str(args.out)]
@@ -132,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         test_per_gender=args.test_per_gender,
         baselines=args.baselines,
+        baseline_cap=args.baseline_cap,
         mask=args.mask,
         jobs=args.jobs,
         progress=not args.no_progress,

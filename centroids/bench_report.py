@@ -207,6 +207,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"Identical images in train sample and test set: {o['identical_images']}.", ""]
         lines += ["### Accuracy against centroid size (nearest centroid)", ""]
         lines += _table(SIZE_HEADER, size_rows(t))
+        best = t["best_size"]
+        lines += [
+            f"Best size on this test set: {best['centroid_id']} "
+            f"(balanced accuracy {pct(best['balanced_accuracy'])} %).",
+            "",
+        ]
         for size, rows in t["methods"].items():
             lines += [
                 f"### Classifiers on the same embeddings (trained on the g_{size} sample)",

@@ -121,6 +121,8 @@ def test_counts_add_up_to_the_test_set_size(results):
             assert s["right"] == s["tf"] + s["tm"]
             assert e["masked"]["scores"]["n"] == c["scored"]
             assert sum(f["n"] for f in e["masked"]["by_fill"].values()) == c["scored"]
+        best = max(e["scores"]["balanced_accuracy"] for e in t["sizes"])
+        assert t["best_size"]["balanced_accuracy"] == best
         hist = t["distance_histogram"]
         assert sum(hist["right"]) + sum(hist["wrong"]) == c["scored"]
 

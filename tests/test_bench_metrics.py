@@ -85,3 +85,14 @@ def test_breakdown_reports_the_gap_between_eligible_groups_only():
     assert b["groups"]["c"]["balanced_accuracy"] == pytest.approx(0.5)
     assert b["gap"]["value"] == pytest.approx(0.25)
     assert (b["gap"]["best"], b["gap"]["worst"]) == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    "policy,cap,expected",
+    [("largest", 5000, [2000]), ("largest", 1500, [1000]), ("largest", 10, [100]),
+     ("all", 1500, [100, 1000]), ("none", 5000, [2000])],
+)  # fmt: skip
+def test_baselines_train_on_the_largest_size_within_the_cap(policy, cap, expected):
+    from centroids.benchmark import comparison_sizes
+
+    assert comparison_sizes([100, 1000, 2000], policy, cap) == expected
