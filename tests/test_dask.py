@@ -126,3 +126,32 @@ def test_unreachable_scheduler_is_reported_and_nothing_is_stored(
 
 def teardown_module() -> None:
     shutdown_pools()
+
+
+def test_interrupted_dask_run_keeps_finished_work_and_resumes(
+    dataset, local_embeddings, cluster, tmp_path, monkeypatch
+):
+    from centroids import extract
+
+    paths = sorted(dataset.rglob("*.jpg"))
+    seen = {"n": 0}
+    real_update = extract.Progress.update
+
+    def interrupt_after_six(self, n=1):
+        seen["n"] += n
+        if seen["n"] > 6:
+            raise KeyboardInterrupt
+        real_update(self, n)
+
+    monkeypatch.setattr(extract.Progress, "update", interrupt_after_six)
+    with Store(str(tmp_path / "db")) as store:
+        with pytest.raises(KeyboardInterrupt):
+            embed_paths(paths, EmbeddingSettings(), store, dask=cluster.scheduler_address)
+        kept = store.count_embeddings()
+        assert 6 <= kept < len(paths)  # finished work was written before the interrupt ended
+        monkeypatch.setattr(extract.Progress, "update", real_update)
+        resumed = embed_paths(
+            paths, EmbeddingSettings(), store, dask=cluster.scheduler_address, progress=False
+        )
+        assert store.count_embeddings() == len(paths)
+    _assert_same(resumed, local_embeddings, [p.name for p in paths])
