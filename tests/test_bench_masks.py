@@ -63,3 +63,25 @@ def test_masked_face_is_embedded_at_the_original_box(face, lfw_female):
     assert emb.usable and emb.box == box
     assert emb.vector.shape == (128,)
     assert 0.05 < np.linalg.norm(emb.vector - plain) < 1.0  # changed, yet still a face
+
+
+def test_masked_embeddings_resume_where_an_earlier_run_stopped(store, lfw_rows):
+    from centroids.masks import masked_embeddings
+    from tests.conftest import LFW
+
+    settings = faces.EmbeddingSettings()
+    jobs = []
+    for r in lfw_rows[:8]:
+        path = LFW / r["path"]
+        image = faces.load_image(path)
+        boxes = faces.detect(image)
+        if len(boxes) == 1:
+            jobs.append(MaskJob(str(path), faces.content_hash(path.read_bytes()), boxes[0]))
+    jobs = jobs[:3]
+    assert len(jobs) == 3
+    first = masked_embeddings(jobs[:2], settings, store, progress=False)  # "interrupted" here
+    assert store.count_embeddings() == 2
+    again = masked_embeddings(jobs, settings, store, progress=False)
+    assert store.count_embeddings() == 3  # only the third face was computed
+    for a, b in zip(first, again[:2], strict=True):
+        assert np.array_equal(a.vector, b.vector)
