@@ -513,6 +513,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         "train": {
             "path": str(cfg.train),
             "layout": train_layout,
+            "embedding": train_settings.describe(),
             "images": len(all_train),
             "split": split_info,
             "images_after_split": len(train_items),
