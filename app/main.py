@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.errors import error_body
 from app.limits import OVERHEAD, BodyLimit
 from app.routes import api, open_router, require_key
+from app.security import add_cors, origins
 from app.service import Service
 from app.settings import Settings
 from centroids.errors import AnfeError
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     predict_limit = math.ceil(settings.max_bytes * 4 / 3) + OVERHEAD  # base64 grows by 4/3
     batch_limit = settings.max_batch_files * (settings.max_bytes + OVERHEAD)
     limits = {"/predict": predict_limit, "/predict/batch": batch_limit}
-    app.add_middleware(BodyLimit, limit_for=lambda path: limits.get(path.rstrip("/")))
+    app.add_middleware(BodyLimit, limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD))
+    add_cors(app, origins(settings.cors_origins))  # outermost: error answers carry CORS too
     return app
 
 

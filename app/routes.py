@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 from typing import Annotated
@@ -26,6 +25,7 @@ from app.schemas import (
     Health,
     PredictResponse,
 )
+from app.security import key_matches
 from app.service import Service
 from centroids.errors import AnfeError
 
@@ -90,7 +90,7 @@ async def require_key(
     keys = request.app.state.service.settings.key_set()
     if not keys:
         return
-    if not key or not any(hmac.compare_digest(key.encode(), k.encode()) for k in keys):
+    if not key_matches(key, keys):  # constant time; the key is never logged
         raise Unauthorized("send a valid API key in the X-API-Key header")
 
 

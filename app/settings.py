@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     max_faces: int = Field(20, ge=1, le=100, description="default faces classified per image")
     max_batch_files: int = Field(16, ge=1, le=256, description="most files in one batch request")
     api_keys: str = Field("", description="comma-separated keys; when set, X-API-Key is required")
+    cors_origins: str = Field(
+        "",
+        description="comma-separated origins browsers may call the API from ('*': any); "
+        "empty: CORS off",
+    )
     cpu_workers: int = Field(default_factory=_cores, ge=1, description="detection processes")
     refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
     seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")
