@@ -56,6 +56,13 @@ class NotAnImage(FetchError):
     transient = False
 
 
+class RedirectRefused(FetchError):
+    """The server redirected to a URL that is not http(s) (``file:``, ``ftp:``, ...)."""
+
+    code = "redirect_refused"
+    transient = False
+
+
 class ChecksumMismatch(FetchError):
     """The downloaded bytes do not have the SHA-256 that the list gives."""
 

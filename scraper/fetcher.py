@@ -9,7 +9,8 @@
   ``Retry`` (which honours ``Retry-After``, capped at ``max_retry_after`` seconds);
 - connect and read timeouts, plus a deadline for the whole body (a server trickling bytes);
 - a maximum download size, checked on ``Content-Length`` and while streaming;
-- for images: a ``Content-Type`` of ``image/*`` and the first bytes of a known image format.
+- for images: a ``Content-Type`` of ``image/*`` and the first bytes of a known image format;
+- redirects are followed only to http(s) URLs (never ``file:``, ``ftp:``, ``data:``...).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 import urllib.robotparser
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -32,6 +33,7 @@ from scraper.errors import (
     FetchTimeout,
     HttpStatus,
     NotAnImage,
+    RedirectRefused,
     RobotsDisallowed,
 )
 
@@ -103,6 +105,7 @@ class Fetcher:
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self.session.hooks["response"].append(_refuse_odd_redirect)
         self._robots: dict[str, urllib.robotparser.RobotFileParser] = {}
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -245,6 +248,16 @@ class Fetcher:
         parser.modified()
         self._robots[key] = parser
         return parser
+
+
+def _refuse_odd_redirect(r: requests.Response, *args, **kwargs) -> requests.Response:
+    """Response hook, run before requests follows a redirect: only to http(s) URLs."""
+    if r.is_redirect:
+        target = urljoin(r.url, r.headers.get("Location", ""))
+        if urlsplit(target).scheme not in ("http", "https"):
+            r.close()
+            raise RedirectRefused(f"{r.url} redirects to a non-http(s) URL: {target[:100]!r}")
+    return r
 
 
 def _is_timeout(exc: Exception) -> bool:
