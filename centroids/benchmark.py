@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from centroids import baselines, bench_metrics, datasets, masks
 from centroids.build import build, centroid_id, draw_order, sample
@@ -278,10 +279,12 @@ def _compare_methods(
     train_y: np.ndarray,
     tests: list[TestSet],
     log,
+    progress: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Train each method once on the size's sample; score it on every test set."""
     rows: dict[str, list[dict[str, Any]]] = {ts.name: [] for ts in tests}
-    for method in methods:
+    bar = tqdm(methods, desc="classifiers", unit="method", disable=not progress, leave=False)
+    for method in bar:
         fitted = baselines.fit(method, train_x, train_y)
         for ts in tests:
             labels, seconds = baselines.predict(fitted, ts.X())
@@ -500,7 +503,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         train_x = np.stack(drawn["female"].vectors[:n] + drawn["male"].vectors[:n])
         train_y = np.array(["female"] * n + ["male"] * n)
         log(f"comparing classifiers on the g_{n} sample ({2 * n} embeddings)")
-        rows = _compare_methods(methods, train_x, train_y, tests, log)
+        rows = _compare_methods(methods, train_x, train_y, tests, log, cfg.progress)
         for name, r in rows.items():
             per_test[name]["methods"][str(n)] = r
     timings["score"] = time.perf_counter() - t0
