@@ -114,6 +114,20 @@ class Server:
         walk(psutil.Process(self.proc.pid), 0)
         return out
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by every process of the server."""
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -264,8 +278,19 @@ def main() -> int:
                 lat_rows.append([name, "4000x3000", len(s_large), *percentiles(s_large)])
                 health = health_under_load(server.url, large[0], args.clients, 20)
             concurrent(server.url, small, args.clients * 2, args.clients)  # warm every worker
+            c0, t0 = server.cpu_seconds(), time.perf_counter()
             rps = concurrent(server.url, small, args.requests, args.clients)
-            thr_rows.append([server.label, args.clients, args.requests, rps])
+            cpu, wall = server.cpu_seconds() - c0, time.perf_counter() - t0
+            thr_rows.append(
+                [
+                    server.label,
+                    args.clients,
+                    args.requests,
+                    rps,
+                    cpu / wall,
+                    1000 * cpu / args.requests,
+                ]
+            )
             for role, size in server.rss():
                 rss_rows.append([server.label, role, size])
 
@@ -279,7 +304,15 @@ def main() -> int:
     print()
     print(
         common.table(
-            ["server", "clients", "requests", "requests/s", "vs --workers 1 --cpu-workers 1"],
+            [
+                "server",
+                "clients",
+                "requests",
+                "requests/s",
+                "cores the server got (CPU/wall)",
+                "server CPU ms/request",
+                "requests/s vs --workers 1 --cpu-workers 1",
+            ],
             thr_rows,
         )
     )
