@@ -24,6 +24,16 @@ EXAMPLES = """examples:
       --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \\
       --sizes 100,300,1000 --mask --db .anfe/bench-db --out bench-out/
 
+  # issue #8: every centroid mode next to the paper's rule and the baselines, held-out UTKFace
+  # adults only, with intervals, worst race group, calibration and risk-coverage tables
+  anfe bench --train ../shared/data/utkface --cropped --min-age 18 \\
+      --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \\
+      --test-min-age 18 --sizes 3000 --modes centroid,prototypes,mahalanobis,mahalanobis-prototypes \\
+      --db .anfe/bench-db --out bench-modes/
+
+  # the same with race-balanced training draws (sets stored as g_N-split-by-race-<mode>)
+  anfe bench ... --modes centroid,mahalanobis --balance-by race --out bench-modes-race/
+
 Embeddings are cached in the database (--db), so a second run computes none and is fast.
 A test folder equal to --train is split (by person when persons are known) and said so.
 Outputs in --out: results.json, results.md, accuracy_vs_size.png, distances.png.
@@ -87,6 +97,28 @@ def register(subparsers) -> None:
         help="train the baselines on at most this many images per gender (default: 5000)",
     )
     p.add_argument("--mask", action="store_true", help="also score masked copies of test faces")
+    p.add_argument(
+        "--modes",
+        default="",
+        help="centroid modes to compare at the baselines' size, comma-separated: centroid, "
+        "prototypes, mahalanobis, mahalanobis-prototypes (default: none; the paper's rule only)",
+    )
+    p.add_argument("--k", type=int, default=None, help="prototypes per gender (default: 8)")
+    p.add_argument(
+        "--shrinkage", default=None, help="mahalanobis covariance shrinkage: ledoit-wolf or 0..1"
+    )
+    p.add_argument(
+        "--balance-by",
+        metavar="COLUMN",
+        default=None,
+        help="labels.csv column (e.g. race) whose groups contribute equally to the train draws",
+    )
+    p.add_argument(
+        "--test-min-age",
+        type=int,
+        default=None,
+        help="score only test faces with labels.csv age >= this (faces without an age are kept)",
+    )
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
     p.add_argument("--landmarks", choices=["small", "large"], default="small")
@@ -106,7 +138,12 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("cropped", "test_cropped", "mask", "no_progress"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
-    for opt in ("min_age", "test_per_gender", "jobs", "db"):
+    for opt in ("min_age", "test_per_gender", "test_min_age", "balance_by", "k", "shrinkage"):
+        if getattr(args, opt) is not None:
+            parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
+    if args.modes:
+        parts += ["--modes", args.modes]
+    for opt in ("jobs", "db"):
         if getattr(args, opt) is not None:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.test_fraction != 0.2:
@@ -121,12 +158,31 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def _shrinkage(text: str) -> str | float:
+    if text == "ledoit-wolf":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise InvalidParameter(f"--shrinkage {text!r}: give ledoit-wolf or a number in [0, 1]")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write its outputs; return the exit code."""
     t0 = time.perf_counter()
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameter("--jobs must be at least 1")
     bench_report.require_matplotlib()
+    params: dict = {}
+    if args.k is not None:
+        if args.k < 1:
+            raise InvalidParameter("--k must be at least 1")
+        params["k"] = args.k
+    if args.shrinkage is not None:
+        params["shrinkage"] = _shrinkage(args.shrinkage)
     if args.out.exists() and not args.out.is_dir():
         raise InvalidParameter(f"--out {str(args.out)!r} is a file, not a folder")
     cfg = benchmark.BenchConfig(
@@ -142,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
         baselines=args.baselines,
         baseline_cap=args.baseline_cap,
         mask=args.mask,
+        modes=[m.strip() for m in args.modes.split(",") if m.strip()],
+        mode_params=params,
+        balance_by=args.balance_by,
+        test_min_age=args.test_min_age,
         jobs=args.jobs,
         progress=not args.no_progress,
         embedding=EmbeddingSettings(model=args.landmarks, jitters=args.jitters),

@@ -154,3 +154,102 @@ def breakdown(
 def _group_sort_key(value: str) -> tuple:
     head = value.split("-")[0].rstrip("+")
     return (0, int(head), value) if head.isdigit() else (1, 0, value)
+
+
+# -- intervals, calibration and abstention (issue #8) ----------------------------------------------
+
+BOOTSTRAP_SAMPLES = 1000
+RISK_FRACTIONS = (0.0, 0.01, 0.05, 0.10)
+
+
+def _balanced(stats: np.ndarray) -> np.ndarray:
+    """Balanced accuracy from rows of (women right, women, men right, men) counts."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 0.5 * (stats[..., 0] / stats[..., 1] + stats[..., 2] / stats[..., 3])
+
+
+def bootstrap_balanced(
+    truth: Sequence[str],
+    predicted: Sequence[str],
+    clusters: Sequence[str] | None = None,
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> dict[str, float | int | str]:
+    """Balanced accuracy with a 95% percentile bootstrap interval.
+
+    ``clusters`` (one key per face, e.g. the person) are resampled whole, so several photos of one
+    person count as one draw; without them each image is a draw. Resamples missing a gender are
+    dropped from the interval.
+    """
+    t = np.asarray(truth)
+    right = t == np.asarray(predicted)
+    keys = np.asarray(clusters) if clusters is not None else np.arange(len(t)).astype(str)
+    _, idx = np.unique(keys, return_inverse=True)
+    per = np.zeros((idx.max() + 1 if len(idx) else 0, 4))
+    female = t == "female"
+    np.add.at(per[:, 0], idx, right & female)
+    np.add.at(per[:, 1], idx, female)
+    np.add.at(per[:, 2], idx, right & ~female)
+    np.add.at(per[:, 3], idx, ~female)
+    point = float(_balanced(per.sum(axis=0)))
+    out = {
+        "value": point,
+        "low": float("nan"),
+        "high": float("nan"),
+        "unit": "person" if clusters is not None else "image",
+        "units": len(per),
+    }
+    if len(per) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(per), np.full(len(per), 1 / len(per)), size=samples)
+    values = _balanced(weights @ per)
+    values = values[np.isfinite(values)]
+    if len(values):
+        out["low"], out["high"] = (float(q) for q in np.quantile(values, [0.025, 0.975]))
+    return out
+
+
+def risk_coverage(
+    truth: Sequence[str],
+    predicted: Sequence[str],
+    certainty: Sequence[float],
+    fractions: Sequence[float] = RISK_FRACTIONS,
+) -> list[dict[str, float | int]]:
+    """Accuracy and balanced accuracy when the least certain ``fraction`` of faces is set aside."""
+    t = np.asarray(truth)
+    p = np.asarray(predicted)
+    order = np.argsort(np.asarray(certainty, dtype=np.float64), kind="stable")
+    rows = []
+    for f in fractions:
+        drop = int(round(f * len(t)))
+        keep = order[drop:]
+        s = scores(Confusion.of(t[keep], p[keep]))
+        rows.append(
+            {
+                "set_aside": float(f),
+                "faces_set_aside": drop,
+                "kept": int(len(keep)),
+                "accuracy": s["accuracy"],
+                "balanced_accuracy": s["balanced_accuracy"],
+            }
+        )
+    return rows
+
+
+def reliability(
+    confidence: Sequence[float], right: Sequence[bool], bins: int = 10
+) -> dict[str, list[float | int]]:
+    """Faces, mean confidence and accuracy per equal-width confidence bin over [0.5, 1]."""
+    c = np.asarray(confidence, dtype=np.float64)
+    r = np.asarray(right, dtype=np.float64)
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    which = np.clip(np.digitize(c, edges[1:-1]), 0, bins - 1)
+    out: dict[str, list] = {"edges": edges.tolist(), "n": [], "confidence": [], "accuracy": []}
+    for b in range(bins):
+        mask = which == b
+        out["n"].append(int(mask.sum()))
+        out["confidence"].append(float(c[mask].mean()) if mask.any() else float("nan"))
+        out["accuracy"].append(float(r[mask].mean()) if mask.any() else float("nan"))
+    return out

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from centroids import baselines, bench_metrics, datasets, masks
-from centroids.build import build, centroid_id, draw_order, sample
+from centroids import baselines, bench_metrics, bench_modes, datasets, masks
+from centroids.build import build, centroid_id, draw_order, sample, set_id
 from centroids.errors import DatasetError, InvalidParameter
 from centroids.extract import Embedded, embed_paths
 from centroids.faces import EmbeddingSettings
-from centroids.model import GENDERS, CentroidSet
+from centroids.model import GENDERS, MODES, CentroidSet
 from centroids.store import Store, describe_uri
 
 SPLIT_SUFFIX = "split"
@@ -58,6 +58,10 @@ class BenchConfig:
     baselines: str = "largest"
     baseline_cap: int = 5000  # baselines train on at most this many images per gender
     mask: bool = False
+    modes: list[str] = field(default_factory=list)  # centroid modes compared (issue #8)
+    mode_params: dict[str, Any] = field(default_factory=dict)  # k, shrinkage
+    balance_by: str | None = None  # labels.csv column whose groups contribute equally to draws
+    test_min_age: int | None = None  # score only test faces of this age or older (where known)
     jobs: int | None = None
     progress: bool = True
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -75,6 +79,9 @@ class BenchConfig:
             raise InvalidParameter(f"--baselines must be one of {', '.join(BASELINE_POLICIES)}")
         if not self.sizes:
             raise InvalidParameter("no sizes given")
+        for mode in self.modes:
+            if mode not in MODES:
+                raise InvalidParameter(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
@@ -141,11 +148,22 @@ def person_overlap(
     }
 
 
-def limit_per_gender(items: list[datasets.Item], n: int | None, seed: int) -> list[datasets.Item]:
-    """At most ``n`` images per gender, drawn in the seeded order of the builder."""
-    if n is None:
+def limit_per_gender(
+    items: list[datasets.Item], n: int | None, seed: int, min_age: int | None = None
+) -> list[datasets.Item]:
+    """At most ``n`` images per gender, drawn in the seeded order of the builder.
+
+    With ``min_age`` faces known to be younger are skipped in that order (faces without an age
+    are kept), so the adults drawn are those a run without the filter drew, plus the next ones.
+    """
+    if n is None and min_age is None:
         return items
-    chosen = [it for g in GENDERS for it in draw_order(items, seed + 1, g)[:n]]
+    keep = {id(it) for it in (datasets.adults(items, min_age) if min_age else items)}
+    chosen = [
+        it
+        for g in GENDERS
+        for it in [it for it in draw_order(items, seed + 1, g) if id(it) in keep][:n]
+    ]
     return sorted(chosen, key=lambda it: it.path.as_posix())
 
 
@@ -280,6 +298,7 @@ def _compare_methods(
     tests: list[TestSet],
     log,
     progress: bool = False,
+    seed: int = 0,
 ) -> dict[str, list[dict[str, Any]]]:
     """Train each method once on the size's sample; score it on every test set."""
     rows: dict[str, list[dict[str, Any]]] = {ts.name: [] for ts in tests}
@@ -295,6 +314,13 @@ def _compare_methods(
                 "predict_seconds": seconds,
                 "predict_ms_per_face": 1000 * seconds / max(1, len(labels)),
                 "scores": score_predictions(ts.y(), labels),
+                **bench_modes.label_stats(
+                    ts.y(),
+                    labels,
+                    [ts.items[i].extra for i in ts.usable],
+                    bench_modes.clusters_of(ts.items, ts.usable),
+                    seed,
+                ),
             }
             Xm = ts.X_masked()
             if Xm is not None:
@@ -341,6 +367,11 @@ def machine() -> dict[str, Any]:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"platform": platform.platform(), "cpu": cpu, "cores": cores}
+
+
+def _balance_suffix(column: str | None) -> str | None:
+    """``by-race`` for sets drawn with ``--balance-by race``, so they keep their own ids."""
+    return f"by-{re.sub(r'[^a-z0-9]+', '-', column.lower()).strip('-')}" if column else None
 
 
 def _unique_name(path: Path, taken: set[str], split_from_train: bool) -> str:
@@ -394,7 +425,12 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
 
     # 2. build (or reuse) every g_N through the builder
     t0 = time.perf_counter()
-    suffix = SPLIT_SUFFIX if split_info else None
+    suffix = (
+        "-".join(
+            p for p in (SPLIT_SUFFIX if split_info else None, _balance_suffix(cfg.balance_by)) if p
+        )
+        or None
+    )
     log(f"building centroid sets from {cfg.train} in {describe_uri(store.uri)}")
     report = build(
         cfg.train,
@@ -408,6 +444,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         items=train_items,
         log=lambda msg: log("  " + msg),
         id_suffix=suffix,
+        balance_by=cfg.balance_by,
     )
     sizes = [n for n in sorted(set(cfg.sizes)) if n not in report.skipped]
     if not sizes:
@@ -423,6 +460,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         seed=cfg.seed,
         jobs=cfg.jobs,
         progress=False,
+        balance_by=cfg.balance_by,
     )
     largest = max(sizes)
     used_items = drawn["female"].items[:largest] + drawn["male"].items[:largest]
@@ -437,7 +475,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
     for path in cfg.tests:
         from_train = path.resolve() == train_root
         items = held_out if from_train else datasets.read_dataset(path)
-        items = limit_per_gender(items, cfg.test_per_gender, cfg.seed)
+        items = limit_per_gender(items, cfg.test_per_gender, cfg.seed, cfg.test_min_age)
         ts_settings = replace(settings, cropped=cfg.cropped if from_train else cfg.test_cropped)
         name = _unique_name(path, taken, from_train)
         embedded = embed_paths(
@@ -499,11 +537,46 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
             "centroid_id": best["centroid_id"],
             "balanced_accuracy": best["scores"]["balanced_accuracy"],
         }
-    for n in comparison_sizes(sizes, cfg.baselines, cfg.baseline_cap):
+    compared = comparison_sizes(sizes, cfg.baselines, cfg.baseline_cap)
+    other_modes = [m for m in cfg.modes if m != "centroid"]
+    if other_modes:  # the modes, fitted on the very sample of each compared size
+        log(f"fitting modes {', '.join(other_modes)} at {', '.join(map(str, compared))}")
+        mode_report = build(
+            cfg.train,
+            compared,
+            store,
+            train_settings,
+            seed=cfg.seed,
+            jobs=cfg.jobs,
+            progress=False,
+            min_age=cfg.min_age,
+            items=train_items,
+            log=lambda msg: log("  " + msg),
+            id_suffix=suffix,
+            modes=other_modes,
+            params=cfg.mode_params,
+            balance_by=cfg.balance_by,
+        )
+        report.built += mode_report.built
+        report.unchanged += mode_report.unchanged
+    if cfg.modes:
+        for n in compared:
+            sets = [
+                CentroidSet.from_doc(store.get_centroids(set_id(n, mode, suffix)))
+                for mode in ["centroid", *other_modes]
+            ]
+            for ts in tests:
+                X, y = ts.X(), ts.y()
+                extras = [ts.items[i].extra for i in ts.usable]
+                clusters = bench_modes.clusters_of(ts.items, ts.usable)
+                per_test[ts.name].setdefault("modes", {})[str(n)] = [
+                    bench_modes.score_mode(cs, X, y, extras, clusters, cfg.seed) for cs in sets
+                ]
+    for n in compared:
         train_x = np.stack(drawn["female"].vectors[:n] + drawn["male"].vectors[:n])
         train_y = np.array(["female"] * n + ["male"] * n)
         log(f"comparing classifiers on the g_{n} sample ({2 * n} embeddings)")
-        rows = _compare_methods(methods, train_x, train_y, tests, log, cfg.progress)
+        rows = _compare_methods(methods, train_x, train_y, tests, log, cfg.progress, cfg.seed)
         for name, r in rows.items():
             per_test[name]["methods"][str(n)] = r
     timings["score"] = time.perf_counter() - t0
@@ -527,6 +600,8 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
             "sizes_built": sizes,
             "sizes_skipped": {str(k): v for k, v in report.skipped.items()},
             "centroid_ids": [centroid_id(n, suffix) for n in sizes],
+            "modes": ["centroid", *other_modes] if cfg.modes else [],
+            "balance_by": cfg.balance_by,
             "built": report.built,
             "reused": report.unchanged,
         },
