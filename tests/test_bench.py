@@ -90,7 +90,7 @@ def runs(folders, tmp_path_factory):
     base = tmp_path_factory.mktemp("bench-run")
     db = str(base / "db")
     codes = [main(_bench(folders, db, base / "out1")), main(_bench(folders, db, base / "out2"))]
-    return {"codes": codes, "out1": base / "out1", "out2": base / "out2"}
+    return {"codes": codes, "out1": base / "out1", "out2": base / "out2", "db": db}
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +219,68 @@ def test_bad_sizes_are_refused_before_any_work(tmp_path, folders, capsys):
     )  # fmt: skip
     assert code == 2
     assert "not a whole number" in capsys.readouterr().err
+
+
+MODES = ["centroid", "prototypes", "mahalanobis"]
+
+
+@pytest.fixture(scope="module")
+def modes_run(runs, folders):
+    """The bench with --modes, adult test faces only, on the cached database of ``runs``."""
+    out = Path(runs["db"]).parent / "out-modes"
+    args = _bench(folders, runs["db"], out)
+    args.remove("--mask")
+    args += ["--modes", ",".join(MODES), "--k", "2", "--test-min-age", "18"]
+    code = main(args)
+    return {"code": code, "out": out, "results": json.loads((out / "results.json").read_text())}
+
+
+def test_modes_are_stored_and_scored_next_to_the_baselines(modes_run):
+    assert modes_run["code"] == 0
+    results = modes_run["results"]
+    assert results["train"]["modes"] == MODES
+    for t in results["tests"]:
+        modes = t["modes"]["16"]
+        assert [m["mode"] for m in modes] == MODES
+        assert [m["centroid_id"] for m in modes] == ["g_16", "g_16-prototypes", "g_16-mahalanobis"]
+        assert modes[1]["params"]["k"] == 2
+        paper = next(r for r in t["methods"]["16"] if r["method"] == "nearest_centroid")
+        assert modes[0]["scores"]["balanced_accuracy"] == paper["scores"]["balanced_accuracy"]
+        for row in modes + t["methods"]["16"]:
+            b = row["balanced"]
+            assert b["low"] <= b["value"] <= b["high"]
+        for m in modes:
+            assert sum(m["reliability"]["n"]) == t["counts"]["scored"]
+            assert [r["faces_set_aside"] for r in m["risk_coverage"]][0] == 0
+            assert m["time"]["single_ms"] > 0
+            assert 0 <= m["calibration"]["test_ece"] <= 0.5
+    lfw, utk = results["tests"]
+    assert lfw["modes"]["16"][0]["balanced"]["unit"] == "person"
+    assert utk["modes"]["16"][0]["balanced"]["unit"] == "image"
+
+
+def test_test_min_age_leaves_out_the_children(modes_run, results):
+    utk = modes_run["results"]["tests"][1]
+    ages = utk["modes"]["16"][0]["groups_ci"]["age"]["groups"]
+    assert "0-17" not in ages
+    assert utk["counts"]["images"] < results["tests"][1]["counts"]["images"]
+
+
+def test_modes_section_and_reliability_plot_are_written(modes_run):
+    md = (modes_run["out"] / "results.md").read_text()
+    assert "## Centroid modes and baselines: lfw (g_16 sample)" in md
+    assert "## Issue #8 targets" in md
+    assert "`g_16-mahalanobis`" in md
+    with Image.open(modes_run["out"] / "reliability.png") as img:
+        assert img.format == "PNG" and img.width > 100
+
+
+def test_unknown_mode_is_refused_before_any_work(tmp_path, folders, capsys):
+    code = main(
+        ["bench", "--train", str(folders["train"]), "--test", str(folders["lfw"]),
+         "--modes", "centroid,median", "--db", str(tmp_path / "db"),
+         "--out", str(tmp_path / "out"), "--no-progress"]
+    )  # fmt: skip
+    assert code == 2
+    assert "unknown mode 'median'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

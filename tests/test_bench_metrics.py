@@ -10,9 +10,12 @@ import pytest
 from centroids.bench_metrics import (
     Confusion,
     age_bin,
+    bootstrap_balanced,
     breakdown,
     distance_stats,
     group_columns,
+    reliability,
+    risk_coverage,
     scores,
 )
 
@@ -96,3 +99,51 @@ def test_baselines_train_on_the_largest_size_within_the_cap(policy, cap, expecte
     from centroids.benchmark import comparison_sizes
 
     assert comparison_sizes([100, 1000, 2000], policy, cap) == expected
+
+
+# -- intervals, abstention and reliability -----------------------------------------------------------
+
+
+def test_bootstrap_interval_brackets_the_balanced_accuracy():
+    truth = np.array(["female"] * 40 + ["male"] * 60)
+    pred = truth.copy()
+    pred[:6] = "male"  # 6 women missed
+    pred[40:43] = "female"  # 3 men missed
+    b = bootstrap_balanced(truth, pred, seed=1)
+    assert b["value"] == pytest.approx((34 / 40 + 57 / 60) / 2)
+    assert b["low"] < b["value"] < b["high"]
+    assert b["unit"] == "image" and b["units"] == 100
+
+
+def test_bootstrap_over_persons_counts_each_person_once_and_widens_the_interval():
+    truth = np.array(["female"] * 40 + ["male"] * 40)
+    pred = truth.copy()
+    pred[:8] = "male"  # all the errors are the 8 photos of two women
+    persons = [f"p{i // 4}" for i in range(80)]  # 4 photos per person
+    by_image = bootstrap_balanced(truth, pred, seed=0)
+    by_person = bootstrap_balanced(truth, pred, persons, seed=0)
+    assert by_person["unit"] == "person" and by_person["units"] == 20
+    assert by_person["value"] == pytest.approx(by_image["value"])
+    assert by_person["high"] - by_person["low"] > by_image["high"] - by_image["low"]
+
+
+def test_setting_aside_the_least_certain_faces_drops_the_wrong_ones_first():
+    truth = np.array(["female"] * 50 + ["male"] * 50)
+    pred = truth.copy()
+    pred[[3, 60]] = ["male", "female"]
+    certainty = np.linspace(1, 2, 100)
+    certainty[[3, 60]] = 0.1  # the two errors are the least certain faces
+    rows = risk_coverage(truth, pred, certainty, fractions=(0.0, 0.01, 0.05))
+    assert [r["faces_set_aside"] for r in rows] == [0, 1, 5]
+    assert rows[0]["accuracy"] == pytest.approx(0.98)
+    assert rows[1]["kept"] == 99 and rows[1]["accuracy"] == pytest.approx(98 / 99)
+    assert rows[2]["accuracy"] == 1.0
+
+
+def test_reliability_bins_hold_every_face():
+    conf = np.array([0.5, 0.55, 0.74, 0.76, 0.99, 1.0])
+    right = np.array([0, 1, 1, 0, 1, 1], dtype=bool)
+    rel = reliability(conf, right, bins=5)
+    assert sum(rel["n"]) == 6
+    assert rel["n"][0] == 2 and rel["accuracy"][0] == 0.5
+    assert rel["n"][-1] == 2 and rel["accuracy"][-1] == 1.0
