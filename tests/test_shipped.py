@@ -15,7 +15,7 @@ from centroids.store import Store
 
 def test_shipped_sets_are_complete_documents():
     docs = shipped.shipped_documents()
-    assert [d["_id"] for d in docs] == ["g_1000", "g_2000", "g_5000"]
+    assert [d["_id"] for d in docs] == ["g_1000", "g_2000", "g_5000", "g_5000-mahalanobis"]
     for doc in docs:
         n = doc["per_gender"]
         assert doc["counts"] == {"female": n, "male": n}
@@ -28,7 +28,7 @@ def test_shipped_sets_are_complete_documents():
 
 def test_empty_database_is_seeded_once(db_uri):
     with Store(db_uri) as s:
-        assert shipped.seed(s) == ["g_1000", "g_2000", "g_5000"]
+        assert shipped.seed(s) == ["g_1000", "g_2000", "g_5000", "g_5000-mahalanobis"]
         assert shipped.seed(s) == []
         assert shipped.load_centroid_set(s, None).id == shipped.DEFAULT_CENTROIDS
 
@@ -44,6 +44,19 @@ def test_predict_with_no_training_run_uses_shipped_centroids(tmp_path, lfw_femal
         )
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
-        assert result["centroids"] == "g_5000"
+        assert result["centroids"] == shipped.DEFAULT_CENTROIDS == "g_5000-mahalanobis"
         [face] = result["faces"]
         assert face["gender"] == gender
+
+
+def test_default_set_is_the_mahalanobis_mode_of_the_shipped_g_5000_sample():
+    docs = {d["_id"]: d for d in shipped.shipped_documents()}
+    paper, default = docs["g_5000"], docs[shipped.DEFAULT_CENTROIDS]
+    assert paper.get("mode", "centroid") == "centroid"
+    assert default["mode"] == "mahalanobis"
+    assert default["source"]["sample_sha256"] == paper["source"]["sample_sha256"]
+    assert default["embedding"] == paper["embedding"]
+    cs = CentroidSet.from_doc(default)
+    assert cs.whitening is not None and cs.whitening.shape == (128, 128)
+    np.testing.assert_allclose(cs.female, CentroidSet.from_doc(paper).female, atol=1e-9)
+    assert cs.calibration.ece <= 0.02
