@@ -49,7 +49,9 @@ def register(subparsers) -> None:
         "one or more test folders (labelled female/ male/, or FaceScrub actresses/ actors/): "
         "accuracy on women and men, balanced accuracy, F1, confusion counts, distances of right "
         "and wrong answers, baseline classifiers on the same embeddings, a breakdown by the test "
-        "set's labels.csv columns (race, age) and, with --mask, scores on masked faces.",
+        "set's labels.csv columns (race, age), with --mask scores on masked faces and, with --modes, "
+        "every centroid mode beside the baselines (95% bootstrap intervals, worst group, "
+        "calibration error, reliability plot, risk-coverage table).",
         epilog=EXAMPLES,
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
             prog, max_help_position=32

@@ -284,3 +284,15 @@ def test_unknown_mode_is_refused_before_any_work(tmp_path, folders, capsys):
     assert code == 2
     assert "unknown mode 'median'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_balance_by_a_column_no_label_has_is_one_clear_error(tmp_path, folders, capsys):
+    code = main(
+        ["bench", "--train", str(folders["train"]), "--cropped", "--test", str(folders["lfw"]),
+         "--modes", "centroid,mahalanobis", "--balance-by", "race", "--sizes", "8",
+         "--db", str(tmp_path / "db"), "--out", str(tmp_path / "out"), "--no-progress"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "no image has a 'race' column" in err[0]
+    assert not (tmp_path / "out").exists()
