@@ -28,7 +28,7 @@ class Settings(BaseSettings):
 
     db: str = Field(default_factory=default_uri, description="database URI or embedded folder")
     centroids: str | None = Field(
-        None, description="default centroid set id (else g_5000 or largest)"
+        None, description="default centroid set id (else g_5000-mahalanobis, else the largest)"
     )
     max_bytes: int = Field(faces.DEFAULT_MAX_BYTES, ge=1, description="largest upload, in bytes")
     max_pixels: int = Field(faces.DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
