@@ -212,22 +212,10 @@ class _Writer:
 
 
 def load_cache(store: Store, settings: EmbeddingSettings) -> dict[str, Embedded]:
-    """Every cached embedding for these settings, by image hash, read in one pass.
-
-    Each document becomes an :class:`Embedded` (a numpy vector) as the cursor yields it, so the
-    raw documents (128 Python floats each) are not all held at once on top of the result.
-    """
-    key = settings.key()
-    suffix = ":" + key
-
-    def read() -> dict[str, Embedded]:
-        out = {}
-        for doc in store.embeddings.find({"settings": key}):
-            if doc["_id"].endswith(suffix):
-                out[doc["_id"][: -len(suffix)]] = Embedded.from_doc(doc)
-        return out
-
-    return store._call(read)
+    """Every cached embedding for these settings, by image hash."""
+    return {
+        sha: Embedded.from_doc(doc) for sha, doc in store.cached_embeddings(settings.key()).items()
+    }
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
