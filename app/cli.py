@@ -42,7 +42,9 @@ def register(subparsers) -> None:
         help="face detection processes per server process (default: $ANFE_CPU_WORKERS or cores)",
     )
     p.add_argument(
-        "--centroids", default=None, help="default centroid set (default: g_5000-mahalanobis, else the largest)"
+        "--centroids",
+        default=None,
+        help="default centroid set (default: g_5000-mahalanobis, else the largest)",
     )
     p.add_argument("--no-seed", action="store_true", help="do not seed an empty database")
     p.add_argument(

@@ -177,7 +177,11 @@ def _register_predict(sub) -> None:
         formatter_class=_formatter,
     )
     p.add_argument("path", type=Path, help="an image file or a folder of images")
-    p.add_argument("--centroids", default=None, help="centroid set id (default: g_5000-mahalanobis, else the largest)")
+    p.add_argument(
+        "--centroids",
+        default=None,
+        help="centroid set id (default: g_5000-mahalanobis, else the largest)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument("--max-faces", type=int, default=20)
     add_db_option(p)
