@@ -1,8 +1,8 @@
 """Detection and encoding in worker processes, so they never block the event loop.
 
-dlib holds the GIL through its heavy calls (``benchmarks/app_gil.py`` measures it: two threads
-run no faster than one, and a thread running detection stalls the others for over 100 ms), so
-threads would stall ``/health`` and every other request. Each worker process loads the dlib
+dlib's encoder holds the GIL (``benchmarks/gil.py`` measures it: two threads encode no faster
+than one, and a thread running detect+encode stalls the others for over 100 ms), so threads
+would stall ``/health`` and every other request. Each worker process loads the dlib
 models once, when it starts; :meth:`CpuPool.start` starts all workers and waits for them, so
 the models are loaded before the service accepts its first request.
 """

@@ -8,7 +8,7 @@ call, such as the next wave of a build). Results go back to the database in batc
 arrive, so an interrupted run keeps all finished work and a rerun recomputes nothing. Failures
 (unreadable image, no face, several faces) are cached too.
 
-Processes, not threads: dlib holds the GIL in detection and encoding
+Processes, not threads: dlib's encoder, most of the work per face, holds the GIL
 (``benchmarks/gil.py`` measures it). The worker function :func:`embed_batch` takes bytes, not
 paths, so the same batches can run on a Dask cluster whose workers share no disk with us
 (``dask="local"`` or a scheduler address; :mod:`centroids.dask_pool`).
