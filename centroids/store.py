@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -195,26 +196,51 @@ def _monty_path(uri: str) -> Path:
 
 
 def _open_monty(uri: str):
+    """A montydb client on the folder, its storage and both collections created once.
+
+    Creating them is done under an exclusive lock on ``<folder>/.anfe.lock``, because montydb
+    creates a collection's sqlite file and its table in two steps: two processes opening a fresh
+    database at once (a build and the service) would otherwise race, and a reader could meet a
+    file without its table.
+    """
+    import fcntl
+
     from montydb import MontyClient, set_storage
 
     path = _monty_path(uri).resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".anfe-write-probe"
+        probe = path / f".anfe-write-probe-{os.getpid()}-{threading.get_ident()}"
         probe.write_text("ok")
         probe.unlink()
         for existing in path.glob(f"{DB_NAME}/*.collection"):
             with open(existing, "rb"):
                 pass
+        lock = open(path / ".anfe.lock", "a")  # noqa: SIM115 - held for the block below
     except OSError as exc:
         raise DatabaseUnavailable(
             f"database folder {path.name!r} is not usable: {exc.strerror}"
         ) from None
-    with _MONTY_LOCK:  # set_storage writes a config file; keep concurrent openers apart
+    with _MONTY_LOCK, lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path / "monty.storage.cfg").exists():
             set_storage(str(path), storage="sqlite")
         client = MontyClient(str(path))
+        for name in ("centroids", "embeddings"):
+            _create_collection(client, path / DB_NAME / f"{name}.collection", name)
     return client
+
+
+def _create_collection(client, file: Path, name: str) -> None:
+    """Make sure the collection's sqlite file holds its table (montydb makes it on first write)."""
+    if file.is_file():
+        with sqlite3.connect(file) as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone():
+                return
+        file.unlink()  # a file left without its table holds no document
+    collection = client[DB_NAME][name]
+    collection.insert_one({"_id": "__anfe_create__"})
+    collection.delete_one({"_id": "__anfe_create__"})
 
 
 def iter_chunks(items: list, size: int) -> Iterator[list]:

@@ -135,3 +135,30 @@ def test_listing_leaves_out_every_large_array(store):
     store.put_centroids(doc)
     (listed,) = store.list_centroids()
     assert not {"vectors", "prototypes", "whitening"} & set(listed)
+
+
+OPEN_AND_WRITE = """
+import sys
+from centroids.store import Store
+with Store(sys.argv[1]) as s:
+    s.put_centroids({"_id": "g_" + sys.argv[2], "per_gender": 1, "vectors": {}, "counts": {}})
+    assert s.get_centroids("g_" + sys.argv[2])
+"""
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    for attempt in range(3):  # several fresh databases: the race is in their creation
+        db = str(tmp_path / f"db{attempt}")
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_AND_WRITE, db, str(i)], stderr=subprocess.PIPE
+            )
+            for i in range(4)
+        ]
+        errors = [p.communicate()[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+        with Store(db) as s:
+            assert [d["_id"] for d in s.list_centroids()] == sorted(f"g_{i}" for i in range(4))
