@@ -9,6 +9,7 @@ from pathlib import Path
 
 from centroids import bench_report, benchmark
 from centroids.build import parse_sizes
+from centroids.cli import add_mode_options, mode_params
 from centroids.errors import InvalidParameter
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store, default_uri
@@ -105,15 +106,8 @@ def register(subparsers) -> None:
         help="centroid modes to compare at the baselines' size, comma-separated: centroid, "
         "prototypes, mahalanobis, mahalanobis-prototypes (default: none; the paper's rule only)",
     )
-    p.add_argument("--k", type=int, default=None, help="prototypes per gender (default: 8)")
-    p.add_argument(
-        "--shrinkage", default=None, help="mahalanobis covariance shrinkage: ledoit-wolf or 0..1"
-    )
-    p.add_argument(
-        "--balance-by",
-        metavar="COLUMN",
-        default=None,
-        help="labels.csv column (e.g. race) whose groups contribute equally to the train draws",
+    add_mode_options(
+        p, "labels.csv column (e.g. race) whose groups contribute equally to the train draws"
     )
     p.add_argument(
         "--test-min-age",
@@ -160,31 +154,13 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def _shrinkage(text: str) -> str | float:
-    if text == "ledoit-wolf":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise InvalidParameter(f"--shrinkage {text!r}: give ledoit-wolf or a number in [0, 1]")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write its outputs; return the exit code."""
     t0 = time.perf_counter()
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameter("--jobs must be at least 1")
     bench_report.require_matplotlib()
-    params: dict = {}
-    if args.k is not None:
-        if args.k < 1:
-            raise InvalidParameter("--k must be at least 1")
-        params["k"] = args.k
-    if args.shrinkage is not None:
-        params["shrinkage"] = _shrinkage(args.shrinkage)
+    params = mode_params(args)
     if args.out.exists() and not args.out.is_dir():
         raise InvalidParameter(f"--out {str(args.out)!r} is a file, not a folder")
     cfg = benchmark.BenchConfig(

@@ -92,15 +92,8 @@ def _register_build(sub) -> None:
         help="centroid modes, comma-separated: centroid (the paper's, stored as g_N), prototypes, "
         "mahalanobis, mahalanobis-prototypes (stored as g_N-<mode>); default: %(default)s",
     )
-    p.add_argument("--k", type=int, default=None, help="prototypes per gender (default: 8)")
-    p.add_argument(
-        "--shrinkage", default=None, help="mahalanobis covariance shrinkage: ledoit-wolf or 0..1"
-    )
-    p.add_argument(
-        "--balance-by",
-        metavar="COLUMN",
-        default=None,
-        help="labels.csv column (e.g. race) whose groups contribute equally to every size",
+    add_mode_options(
+        p, "labels.csv column (e.g. race) whose groups contribute equally to every size"
     )
     p.add_argument(
         "--dask",
@@ -113,11 +106,32 @@ def _register_build(sub) -> None:
     p.set_defaults(func=_run_build)
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidParameter(f"{text!r} is not a number") from None
+def add_mode_options(p: argparse.ArgumentParser, balance_help: str) -> None:
+    """``--k``, ``--shrinkage`` and ``--balance-by``, shared by ``anfe build`` and ``anfe bench``."""
+    p.add_argument("--k", type=int, default=None, help="prototypes per gender (default: 8)")
+    p.add_argument(
+        "--shrinkage", default=None, help="mahalanobis covariance shrinkage: ledoit-wolf or 0..1"
+    )
+    p.add_argument("--balance-by", metavar="COLUMN", default=None, help=balance_help)
+
+
+def mode_params(args: argparse.Namespace) -> dict:
+    """The centroid-mode parameters given by :func:`add_mode_options`, checked."""
+    params: dict = {}
+    if args.k is not None:
+        if args.k < 1:
+            raise InvalidParameter("--k must be at least 1")
+        params["k"] = args.k
+    if args.shrinkage is not None:
+        text = args.shrinkage
+        try:
+            value = text if text == "ledoit-wolf" else float(text)
+        except ValueError:
+            value = -1.0
+        if value != "ledoit-wolf" and not 0.0 <= value <= 1.0:
+            raise InvalidParameter(f"--shrinkage {text!r}: give ledoit-wolf or a number in [0, 1]")
+        params["shrinkage"] = value
+    return params
 
 
 def _run_build(args: argparse.Namespace) -> int:
@@ -126,13 +140,7 @@ def _run_build(args: argparse.Namespace) -> int:
     )
     sizes = parse_sizes(args.sizes)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    params: dict = {}
-    if args.k is not None:
-        params["k"] = args.k
-    if args.shrinkage is not None:
-        params["shrinkage"] = (
-            args.shrinkage if args.shrinkage == "ledoit-wolf" else _number(args.shrinkage)
-        )
+    params = mode_params(args)
     if args.dask is not None:
         from centroids.dask_pool import check_address
 
