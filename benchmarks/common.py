@@ -97,6 +97,23 @@ def upscaled_dataset(rows: list[dict[str, str]], size: tuple[int, int], out: Pat
     return paths
 
 
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants (e.g. detection workers), in bytes.
+
+    :raises psutil.Error: the process itself is gone; descendants that end meanwhile are skipped
+    """
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 class PeakRSS:
     """Sample the summed RSS of a process and all its descendants every ``interval`` seconds."""
 
@@ -113,13 +130,8 @@ class PeakRSS:
         import psutil
 
         while not self._stop.is_set():
-            total = 0
             try:
-                for p in [self.proc, *self.proc.children(recursive=True)]:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
+                total = tree_rss(self.proc.pid)
             except psutil.Error:
                 break
             self.peak = max(self.peak, total)

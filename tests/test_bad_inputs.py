@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from app import Settings, create_app
 from app.security import key_matches
+from benchmarks.common import tree_rss
 from centroids.store import Store
 from tests.badinputs import Case, make_corpus
 from tests.conftest import DATA, ROOT, TRAIN_PER_GENDER
@@ -53,18 +54,6 @@ def _server_pid(base: str) -> int:
         if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
             return conn.pid
     raise AssertionError("no process listens on the server's port")
-
-
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its children (the detection workers), in bytes."""
-    proc = psutil.Process(pid)
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def post(base: str, case: Case) -> requests.Response:
