@@ -85,11 +85,7 @@ def embed_one(data: bytes, settings: EmbeddingSettings, sha256: str | None = Non
         image = faces.decode(data)
     except AnfeError as exc:
         return Embedded(sha256=sha256, faces_found=0, error=exc.code)
-    boxes = (
-        [faces.whole_image_box(image)]
-        if settings.cropped
-        else faces.detect(image, settings.max_side, settings.upsample)
-    )
+    boxes = faces.face_boxes(image, settings)
     if len(boxes) != 1:
         return Embedded(sha256=sha256, faces_found=len(boxes))
     vector = faces.encode(image, boxes, settings.jitters, settings.model)[0]

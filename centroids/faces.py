@@ -261,10 +261,8 @@ def landmarks(image: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
     ]
 
 
-def faces_in(image: np.ndarray, settings: EmbeddingSettings) -> tuple[list[Box], np.ndarray]:
-    """Detect (or, for cropped datasets, take the whole image) and encode every face."""
+def face_boxes(image: np.ndarray, settings: EmbeddingSettings) -> list[Box]:
+    """The faces to embed: detected ones, or the whole image for a cropped dataset."""
     if settings.cropped:
-        boxes = [whole_image_box(image)]
-    else:
-        boxes = detect(image, settings.max_side, settings.upsample)
-    return boxes, encode(image, boxes, settings.jitters, settings.model)
+        return [whole_image_box(image)]
+    return detect(image, settings.max_side, settings.upsample)

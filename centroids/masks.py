@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from centroids import faces
 from centroids.errors import AnfeError
-from centroids.extract import Embedded
+from centroids.extract import Embedded, chunks
 from centroids.faces import Box, EmbeddingSettings
-from centroids.store import Store, iter_chunks
+from centroids.store import Store
 
 FILLS = ("light", "dark", "patterned")
 MASK_VERSION = 1
@@ -144,15 +144,15 @@ def masked_embeddings(
                 buffer.clear()
 
     try:
-        chunks = list(iter_chunks(todo, _CHUNK))
-        if workers <= 1 or len(chunks) <= 1:
-            for chunk in chunks:
+        batches = list(chunks(todo, _CHUNK))
+        if workers <= 1 or len(batches) <= 1:
+            for chunk in batches:
                 for job, emb in zip(chunk, _embed_chunk(chunk, settings), strict=True):
                     keep(emb, job)
         else:
             pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init)
             try:
-                futures = {pool.submit(_embed_chunk, c, settings): c for c in chunks}
+                futures = {pool.submit(_embed_chunk, c, settings): c for c in batches}
                 for fut in as_completed(futures):
                     for job, emb in zip(futures[fut], fut.result(), strict=True):
                         keep(emb, job)

@@ -18,7 +18,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -241,8 +241,3 @@ def _create_collection(client, file: Path, name: str) -> None:
     collection = client[DB_NAME][name]
     collection.insert_one({"_id": "__anfe_create__"})
     collection.delete_one({"_id": "__anfe_create__"})
-
-
-def iter_chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -163,9 +163,10 @@ def test_cropped_mode_uses_whole_image(utk_rows):
     from tests.conftest import UTKFACE
 
     image = faces.load_image(UTKFACE / utk_rows[0]["path"])
-    boxes, vectors = faces.faces_in(image, faces.EmbeddingSettings(cropped=True))
+    boxes = faces.face_boxes(image, faces.EmbeddingSettings(cropped=True))
     assert boxes == [(0, image.shape[1], image.shape[0], 0)]
-    assert vectors.shape == (1, 128)
+    assert faces.encode(image, boxes).shape == (1, 128)
+    assert faces.face_boxes(image, faces.EmbeddingSettings()) == faces.detect(image)
 
 
 def test_landmarks_are_68_points_inside_the_face(lfw_female):
