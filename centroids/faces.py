@@ -10,7 +10,6 @@ the order face_recognition uses.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from centroids.errors import ImageTooLarge, ImageUndecodable, InvalidParameter, UnsupportedImageType
+from centroids.images import sniff_format
 
 Box = tuple[int, int, int, int]
 ImageSource = str | Path | bytes | bytearray | memoryview
@@ -27,16 +27,6 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 800
 ENCODER_NAME = "dlib_face_recognition_resnet_model_v1"
-
-# Magic bytes of the formats we read, in the order we test them.
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-)
-
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
@@ -71,21 +61,6 @@ class EmbeddingSettings:
         d["model"] = ENCODER_NAME
         d["landmarks"] = self.model
         return d
-
-
-def sniff_format(data: bytes) -> str | None:
-    """Return the image format named by the first bytes (``"JPEG"``, ``"PNG"``, ...) or None."""
-    for magic, name in _SIGNATURES:
-        if data.startswith(magic):
-            return name
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return None
-
-
-def content_hash(data: bytes) -> str:
-    """SHA-256 of the bytes, hex: the identity of an image in the embedding cache."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def read_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:

@@ -35,7 +35,8 @@ import numpy as np
 from centroids import datasets
 from centroids.errors import InvalidParameter
 from centroids.extract import embed_paths
-from centroids.faces import EmbeddingSettings, content_hash
+from centroids.faces import EmbeddingSettings
+from centroids.images import content_hash
 from centroids.store import Store, default_uri
 from scraper.output import write_atomic
 

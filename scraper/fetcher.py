@@ -26,7 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from centroids.faces import sniff_format
+from centroids.images import sniff_format
 from scraper.errors import (
     BodyTooLarge,
     FetchError,

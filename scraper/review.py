@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from centroids.errors import InvalidParameter, NoCentroids
-from centroids.faces import content_hash
+from centroids.images import content_hash
 from centroids.shipped import load_centroid_set
 from centroids.store import Store
 from scraper.output import write_atomic

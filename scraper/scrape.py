@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from centroids.errors import AnfeError
-from centroids.faces import content_hash, sniff_format
+from centroids.images import content_hash, sniff_format
 from scraper.errors import ChecksumMismatch, FetchError
 from scraper.fetcher import Fetcher
 from scraper.output import (

@@ -1,6 +1,6 @@
 """Hostile and odd inputs against the running service, and the security promises of SECURITY.md.
 
-The corpus (:mod:`tests.badinputs`) is generated from a real LFW photo at test time and sent to
+The corpus (:mod:`perf.badinputs`) is generated from a real LFW photo at test time and sent to
 ``anfe serve`` over HTTP (uvicorn on 127.0.0.1, one detection worker, an API key configured and
 debug logging on). Every file must get its documented status, the server's memory (its whole
 process tree) must stay bounded, and neither a key nor a server path may leak.
@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 
 from app import Settings, create_app
 from app.security import key_matches
-from benchmarks.common import tree_rss
 from centroids.store import Store
-from tests.badinputs import Case, make_corpus
+from perf.badinputs import Case, make_corpus
+from perf.common import tree_rss
 from tests.conftest import DATA, ROOT, TRAIN_PER_GENDER
 from tests.test_app_server import running_server
 

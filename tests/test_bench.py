@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from centroids.bench_report import FILES
+from bench.report import FILES
 from centroids.cli import main
 from tests.conftest import LFW, UTKFACE
 

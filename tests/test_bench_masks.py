@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from centroids import faces
-from centroids.masks import FILLS, MaskJob, draw_mask, fill_for, mask_and_embed, mask_polygon
+from bench.masks import FILLS, MaskJob, draw_mask, fill_for, mask_and_embed, mask_polygon
+from centroids import faces, images
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_fill_is_fixed_by_the_image_hash():
 
 def test_masked_face_is_embedded_at_the_original_box(face, lfw_female):
     image, box, _ = face
-    sha = faces.content_hash(lfw_female.read_bytes())
+    sha = images.content_hash(lfw_female.read_bytes())
     emb = mask_and_embed(MaskJob(str(lfw_female), sha, box), faces.EmbeddingSettings())
     plain = faces.encode(image, [box])[0]
     assert emb.usable and emb.box == box
@@ -66,7 +66,7 @@ def test_masked_face_is_embedded_at_the_original_box(face, lfw_female):
 
 
 def test_masked_embeddings_resume_where_an_earlier_run_stopped(store, lfw_rows):
-    from centroids.masks import masked_embeddings
+    from bench.masks import masked_embeddings
     from tests.conftest import LFW
 
     settings = faces.EmbeddingSettings()
@@ -76,7 +76,7 @@ def test_masked_embeddings_resume_where_an_earlier_run_stopped(store, lfw_rows):
         image = faces.load_image(path)
         boxes = faces.detect(image)
         if len(boxes) == 1:
-            jobs.append(MaskJob(str(path), faces.content_hash(path.read_bytes()), boxes[0]))
+            jobs.append(MaskJob(str(path), images.content_hash(path.read_bytes()), boxes[0]))
     jobs = jobs[:3]
     assert len(jobs) == 3
     first = masked_embeddings(jobs[:2], settings, store, progress=False)  # "interrupted" here

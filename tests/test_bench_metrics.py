@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from centroids.bench_metrics import (
+from bench.metrics import (
     Confusion,
     age_bin,
     bootstrap_balanced,
@@ -96,7 +96,7 @@ def test_breakdown_reports_the_gap_between_eligible_groups_only():
      ("all", 1500, [100, 1000]), ("none", 5000, [2000])],
 )  # fmt: skip
 def test_baselines_train_on_the_largest_size_within_the_cap(policy, cap, expected):
-    from centroids.benchmark import comparison_sizes
+    from bench.run import comparison_sizes
 
     assert comparison_sizes([100, 1000, 2000], policy, cap) == expected
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from centroids.benchmark import limit_per_gender, person_overlap, split
+from bench.run import limit_per_gender, person_overlap, split
 from centroids.datasets import read_dataset
 from tests.conftest import LFW, UTKFACE
 

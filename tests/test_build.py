@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from centroids import build as build_mod
-from centroids import faces
+from centroids import faces, images
 from centroids.build import build, parse_sizes, sample
 from centroids.datasets import read_dataset
 from centroids.errors import InvalidParameter
@@ -124,7 +124,7 @@ def test_faceless_and_two_face_images_are_counted_and_left_out(dataset, tmp_path
     n = PER_GENDER - 1
     assert docs[f"g_{n}"]["counts"] == {"female": n, "male": n}
     crafted = {
-        faces.content_hash((dataset / p).read_bytes())
+        images.content_hash((dataset / p).read_bytes())
         for p in ("male/two_faces.jpg", "female/no_face.jpg")
     }
     drawn = sample(

@@ -8,9 +8,10 @@ import pytest
 from centroids import dask_pool
 from centroids.cli import main
 from centroids.errors import InvalidParameter
-from centroids.extract import embed_paths, shutdown_pools
+from centroids.extract import embed_paths
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store
+from centroids.workers import shutdown_pools
 from tests.conftest import LFW
 
 distributed = pytest.importorskip("distributed", reason="the 'dask' extra is not installed")
@@ -131,11 +132,11 @@ def teardown_module() -> None:
 def test_interrupted_dask_run_keeps_finished_work_and_resumes(
     dataset, local_embeddings, cluster, tmp_path, monkeypatch
 ):
-    from centroids import extract
+    from centroids import workers
 
     paths = sorted(dataset.rglob("*.jpg"))
     seen = {"n": 0}
-    real_update = extract.Progress.update
+    real_update = workers.Progress.update
 
     def interrupt_after_six(self, n=1):
         seen["n"] += n
@@ -143,13 +144,13 @@ def test_interrupted_dask_run_keeps_finished_work_and_resumes(
             raise KeyboardInterrupt
         real_update(self, n)
 
-    monkeypatch.setattr(extract.Progress, "update", interrupt_after_six)
+    monkeypatch.setattr(workers.Progress, "update", interrupt_after_six)
     with Store(str(tmp_path / "db")) as store:
         with pytest.raises(KeyboardInterrupt):
             embed_paths(paths, EmbeddingSettings(), store, dask=cluster.scheduler_address)
         kept = store.count_embeddings()
         assert 6 <= kept < len(paths)  # finished work was written before the interrupt ended
-        monkeypatch.setattr(extract.Progress, "update", real_update)
+        monkeypatch.setattr(workers.Progress, "update", real_update)
         resumed = embed_paths(
             paths, EmbeddingSettings(), store, dask=cluster.scheduler_address, progress=False
         )

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from centroids import extract, faces
+from centroids import extract, faces, images, workers
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store
 from tests.conftest import UTKFACE
@@ -45,7 +45,7 @@ def test_duplicate_bytes_are_embedded_once_and_results_keep_path_order(photos, m
     decodes = Counter(monkeypatch, "decode")
     embs = extract.embed_paths(photos, SETTINGS, None, jobs=1, progress=False)
     assert decodes.calls == len(photos) - 1
-    assert [e.sha256 for e in embs] == [faces.content_hash(p.read_bytes()) for p in photos]
+    assert [e.sha256 for e in embs] == [images.content_hash(p.read_bytes()) for p in photos]
     assert embs[-1] is embs[0]
     assert all(e.usable for e in embs)
 
@@ -72,12 +72,12 @@ def test_process_pool_is_reused_and_gives_the_local_embeddings(photos):
     local = extract.embed_paths(photos, SETTINGS, None, jobs=1, progress=False)
     try:
         pooled = extract.embed_paths(photos[:3], SETTINGS, None, jobs=2, progress=False)
-        pool = extract._POOLS[2]
+        pool = workers._POOLS[2]
         pooled += extract.embed_paths(photos[3:], SETTINGS, None, jobs=2, progress=False)
-        assert extract._POOLS[2] is pool  # the second call reused the loaded workers
+        assert workers._POOLS[2] is pool  # the second call reused the loaded workers
     finally:
-        extract.shutdown_pools()
-    assert not extract._POOLS
+        workers.shutdown_pools()
+    assert not workers._POOLS
     for a, b in zip(local, pooled, strict=True):
         assert np.allclose(a.vector, b.vector, atol=1e-9)
 
@@ -90,6 +90,6 @@ def test_chunks_are_lazy_and_complete():
             seen.append(i)
             yield i
 
-    it = extract.chunks(source(), 3)
+    it = workers.chunks(source(), 3)
     assert next(it) == [0, 1, 2] and seen == [0, 1, 2]
     assert list(it) == [[3, 4, 5], [6]]

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from centroids import masks
-from centroids.bench_metrics import BOOTSTRAP_SAMPLES
+from bench import masks
+from bench.metrics import BOOTSTRAP_SAMPLES
 from centroids.errors import InvalidParameter
 
 FILES = ("results.json", "results.md", "accuracy_vs_size.png", "distances.png")

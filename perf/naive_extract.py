@@ -1,8 +1,8 @@
 """The naive baseline: embed a list of images one by one, as a face_recognition user would.
 
-``python benchmarks/naive_extract.py LIST OUT.json``: LIST has one image path a line; OUT gets
+``python perf/naive_extract.py LIST OUT.json``: LIST has one image path a line; OUT gets
 ``{path: [faces_found, vector or null]}``. One process, full resolution, no cache. Run by
-``benchmarks/extraction.py``, which times it and samples its memory.
+``perf/extraction.py``, which times it and samples its memory.
 """
 
 from __future__ import annotations

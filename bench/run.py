@@ -5,14 +5,14 @@
 through :func:`centroids.extract.embed_paths` (cached as well), and scores each size on each test
 set: per-gender accuracy, balanced accuracy, F1, confusion counts and the distance to the
 predicted centroid of right and wrong answers. On the same embeddings and split it trains the
-classifiers of :mod:`centroids.baselines`, breaks accuracy down by the test set's label columns
-(race, age bins) and, with ``mask``, scores masked copies of the test faces (:mod:`centroids.masks`).
+classifiers of :mod:`bench.baselines`, breaks accuracy down by the test set's label columns
+(race, age bins) and, with ``mask``, scores masked copies of the test faces (:mod:`bench.masks`).
 
 When a test folder is the train folder, it is split: by person where persons are known, else by
 image content, so exact duplicate images stay on one side. Persons present in both train and test
 sets are found by name and reported, since a score on faces seen in training is not a gender score.
 
-The result is one plain dict (see :func:`run`), written out by :mod:`centroids.bench_report`.
+The result is one plain dict (see :func:`run`), written out by :mod:`bench.report`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from centroids import baselines, bench_metrics, bench_modes, datasets, masks
+from bench import baselines, masks, metrics, modes
+from centroids import datasets
 from centroids.build import build, centroid_id, draw_order, sample, set_id
 from centroids.errors import DatasetError, InvalidParameter
 from centroids.extract import Embedded, embed_paths
@@ -229,9 +230,9 @@ def jobs_of(ts: TestSet) -> list[masks.MaskJob]:
 def score_predictions(
     truth: np.ndarray, predicted: np.ndarray, distance: np.ndarray | None = None
 ) -> dict[str, Any]:
-    out = bench_metrics.scores(bench_metrics.Confusion.of(truth, predicted))
+    out = metrics.scores(metrics.Confusion.of(truth, predicted))
     if distance is not None:
-        out.update(bench_metrics.distance_stats(truth == predicted, distance))
+        out.update(metrics.distance_stats(truth == predicted, distance))
     return out
 
 
@@ -239,8 +240,8 @@ def _group_breakdowns(ts: TestSet, predicted: np.ndarray) -> dict[str, Any]:
     extras = [ts.items[i].extra for i in ts.usable]
     y = ts.y()
     return {
-        column: bench_metrics.breakdown(y, predicted, values)
-        for column, values in bench_metrics.group_columns(extras).items()
+        column: metrics.breakdown(y, predicted, values)
+        for column, values in metrics.group_columns(extras).items()
     }
 
 
@@ -266,7 +267,7 @@ def _score_size(ts: TestSet, cs: CentroidSet) -> tuple[dict[str, Any], dict[str,
         fills = np.array([masks.fill_for(ts.embedded[i].sha256) for i in ts.usable])
         entry["masked"] = {
             "scores": score_predictions(y, mp.gender, m_nearer),
-            "by_fill": bench_metrics.breakdown(y, mp.gender, list(fills))["groups"],
+            "by_fill": metrics.breakdown(y, mp.gender, list(fills))["groups"],
             "changed_answers": int(np.sum(mp.gender != preds.gender)),
         }
     return entry, arrays
@@ -314,11 +315,11 @@ def _compare_methods(
                 "predict_seconds": seconds,
                 "predict_ms_per_face": 1000 * seconds / max(1, len(labels)),
                 "scores": score_predictions(ts.y(), labels),
-                **bench_modes.label_stats(
+                **modes.label_stats(
                     ts.y(),
                     labels,
                     [ts.items[i].extra for i in ts.usable],
-                    bench_modes.clusters_of(ts.items, ts.usable),
+                    modes.clusters_of(ts.items, ts.usable),
                     seed,
                 ),
             }
@@ -568,9 +569,9 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
             for ts in tests:
                 X, y = ts.X(), ts.y()
                 extras = [ts.items[i].extra for i in ts.usable]
-                clusters = bench_modes.clusters_of(ts.items, ts.usable)
+                clusters = modes.clusters_of(ts.items, ts.usable)
                 per_test[ts.name].setdefault("modes", {})[str(n)] = [
-                    bench_modes.score_mode(cs, X, y, extras, clusters, cfg.seed) for cs in sets
+                    modes.score_mode(cs, X, y, extras, clusters, cfg.seed) for cs in sets
                 ]
     for n in compared:
         train_x = np.stack(drawn["female"].vectors[:n] + drawn["male"].vectors[:n])

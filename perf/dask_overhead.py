@@ -8,7 +8,7 @@ workers one ``anfe build`` can keep busy.
 
 Example::
 
-    .venv/bin/python benchmarks/dask_overhead.py --utk 300
+    .venv/bin/python perf/dask_overhead.py --utk 300
 """
 
 from __future__ import annotations

@@ -14,22 +14,18 @@ mask does to the gender decision, not to face detection. Masked embeddings are c
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from centroids import faces
 from centroids.errors import AnfeError
-from centroids.extract import Embedded, chunks
 from centroids.faces import Box, EmbeddingSettings
 from centroids.store import Store
+from centroids.workers import BATCH_IMAGES, BatchWriter, Embedded, Progress, run_batches
 
 FILLS = ("light", "dark", "patterned")
 MASK_VERSION = 1
@@ -37,7 +33,6 @@ JAW = list(range(1, 16))
 NOSE_BRIDGE = 28
 _COLOURS = {"light": (198, 222, 238), "dark": (32, 32, 38)}
 _STRIPES = ((226, 232, 240), (64, 104, 168))
-_CHUNK = 8
 
 
 def fill_for(sha256: str) -> str:
@@ -101,12 +96,8 @@ def mask_and_embed(job: MaskJob, settings: EmbeddingSettings) -> Embedded:
 
 
 def _embed_chunk(jobs: list[MaskJob], settings: EmbeddingSettings) -> list[Embedded]:
+    """Worker task: embed the masked copy of each face of a batch."""
     return [mask_and_embed(j, settings) for j in jobs]
-
-
-def _init() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    faces.warm_up()
 
 
 def masked_embeddings(
@@ -117,50 +108,33 @@ def masked_embeddings(
     workers: int = 1,
     progress: bool = True,
 ) -> list[Embedded]:
-    """Embed the masked copy of every face, from the cache where possible; one result per job."""
+    """Embed the masked copy of every face, from the cache where possible; one result per job.
+
+    The work runs in the extraction's worker pool (:func:`centroids.workers.run_batches`) and is
+    written to the database in batches as it arrives, so an interrupted run keeps what finished.
+    """
     cached: dict[str, Embedded] = {}
     if store is not None:
         for fill in FILLS:
             for sha, doc in store.cached_embeddings(settings_key(settings, fill)).items():
                 cached[sha] = Embedded.from_doc(doc)
-    todo = [j for j in dict((j.sha256, j) for j in jobs).values() if j.sha256 not in cached]
-    bar = tqdm(
-        total=len(jobs), desc="masking", unit="img", disable=not progress, dynamic_ncols=True
-    )
-    bar.update(len(jobs) - sum(1 for j in jobs if j.sha256 not in cached))
-    waiting = {}
+    todo = {j.sha256: j for j in jobs if j.sha256 not in cached}
+    waiting: dict[str, int] = {}
     for j in jobs:
-        if j.sha256 not in cached:
+        if j.sha256 in todo:
             waiting[j.sha256] = waiting.get(j.sha256, 0) + 1
-    buffer: list[dict] = []
-
-    def keep(emb: Embedded, job: MaskJob) -> None:
-        cached[emb.sha256] = emb
-        bar.update(waiting.get(emb.sha256, 1))
-        if store is not None:
-            buffer.append(emb.to_doc(settings_key(settings, fill_for(job.sha256)), None, job.path))
-            if len(buffer) >= 64:
-                store.put_embeddings(buffer)
-                buffer.clear()
-
+    bar = Progress(len(jobs), "masking", progress)
+    bar.update(len(jobs) - sum(waiting.values()))
+    writer = BatchWriter(store)
+    procs = workers if len(todo) > BATCH_IMAGES else 1
     try:
-        batches = list(chunks(todo, _CHUNK))
-        if workers <= 1 or len(batches) <= 1:
-            for chunk in batches:
-                for job, emb in zip(chunk, _embed_chunk(chunk, settings), strict=True):
-                    keep(emb, job)
-        else:
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init)
-            try:
-                futures = {pool.submit(_embed_chunk, c, settings): c for c in batches}
-                for fut in as_completed(futures):
-                    for job, emb in zip(futures[fut], fut.result(), strict=True):
-                        keep(emb, job)
-            finally:  # on Ctrl-C, drop the chunks not started instead of waiting for them
-                pool.shutdown(wait=True, cancel_futures=True)
+        for emb in run_batches(list(todo.values()), _embed_chunk, settings, procs):
+            job = todo[emb.sha256]
+            cached[emb.sha256] = emb
+            bar.update(waiting[emb.sha256])
+            writer.add(emb.to_doc(settings_key(settings, fill_for(job.sha256)), None, job.path))
     finally:  # keep finished work when interrupted
-        if store is not None and buffer:
-            store.put_embeddings(buffer)
+        writer.flush()
         bar.close()
     return [cached[j.sha256] for j in jobs]
 

@@ -1,4 +1,4 @@
-"""``anfe bench``: the centroid-size benchmark from the command line (see centroids.benchmark)."""
+"""``anfe bench``: the centroid-size benchmark from the command line (see bench.run)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shlex
 import time
 from pathlib import Path
 
-from centroids import bench_report, benchmark
+from bench import report, run
 from centroids.build import parse_sizes
 from centroids.cli import add_mode_options, mode_params
 from centroids.errors import InvalidParameter
@@ -89,7 +89,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--baselines",
-        choices=benchmark.BASELINE_POLICIES,
+        choices=run.BASELINE_POLICIES,
         default="largest",
         help="train the baseline classifiers at the largest size, at all sizes, or not at all",
     )
@@ -122,7 +122,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--db", default=None, help=f"database URI (default: $ANFE_DB or {default_uri()})"
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=_run_bench)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -154,16 +154,16 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and write its outputs; return the exit code."""
     t0 = time.perf_counter()
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameter("--jobs must be at least 1")
-    bench_report.require_matplotlib()
+    report.require_matplotlib()
     params = mode_params(args)
     if args.out.exists() and not args.out.is_dir():
         raise InvalidParameter(f"--out {str(args.out)!r} is a file, not a folder")
-    cfg = benchmark.BenchConfig(
+    cfg = run.BenchConfig(
         train=args.train,
         tests=list(args.test),
         sizes=parse_sizes(args.sizes),
@@ -185,17 +185,17 @@ def run(args: argparse.Namespace) -> int:
         embedding=EmbeddingSettings(model=args.landmarks, jitters=args.jitters),
     )
     with Store(args.db or default_uri()) as store:
-        results, arrays = benchmark.run(cfg, store)
+        results, arrays = run.run(cfg, store)
     results["command"] = command_line(args)
     results["elapsed_s"] = time.perf_counter() - t0
-    paths = bench_report.write_all(results, arrays, args.out)
+    paths = report.write_all(results, arrays, args.out)
     for t in results["tests"]:
         last = t["sizes"][-1]
         s = last["scores"]
         print(
-            f"{t['name']}: {last['centroid_id']} women {bench_report.pct(s['accuracy_female'])}% "
-            f"men {bench_report.pct(s['accuracy_male'])}% balanced "
-            f"{bench_report.pct(s['balanced_accuracy'])}% on {s['n']} faces"
+            f"{t['name']}: {last['centroid_id']} women {report.pct(s['accuracy_female'])}% "
+            f"men {report.pct(s['accuracy_male'])}% balanced "
+            f"{report.pct(s['balanced_accuracy'])}% on {s['n']} faces"
         )
     print(f"wrote {', '.join(str(p) for p in paths)}")
     print(

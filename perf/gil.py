@@ -9,7 +9,7 @@ an event loop in the same process would be blocked (why app/pool.py detects in p
 
 Example::
 
-    .venv/bin/python benchmarks/gil.py --images 40
+    .venv/bin/python perf/gil.py --images 40
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ knows the gender, too!", Table 1) follow and need scikit-learn (the ``bench`` ex
 regression, linear SVM, RBF SVM and 1-nearest-neighbour with cosine distance. To compare another
 classifier, add a :class:`Method` to the list. The centroid modes of issue #8 are not listed here:
 they are stored sets with a calibrated confidence, scored beside these rows by
-:mod:`centroids.bench_modes` (``anfe bench --modes``).
+:mod:`bench.modes` (``anfe bench --modes``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Both run in the same process tree of this script, on the same real images, one after the other:
 
 - ``anfe build`` (a subprocess; its own worker pool, an empty embedded database each time);
-- ``benchmarks/naive_extract.py`` (a subprocess): ``load_image_file`` → ``face_locations`` →
+- ``perf/naive_extract.py`` (a subprocess): ``load_image_file`` → ``face_locations`` →
   ``face_encodings`` per image, full resolution, one process.
 
 Sets: LFW photos (250x250), UTKFace crops (``anfe build --cropped``; the naive loop still
@@ -15,7 +15,7 @@ from UTKFace by each pipeline (each pipeline's own LFW embeddings), to show noth
 
 Example (the figures of docs/performance.md)::
 
-    .venv/bin/python benchmarks/extraction.py --lfw 300 --utk 300 --large 6
+    .venv/bin/python perf/extraction.py --lfw 300 --utk 300 --large 6
 """
 
 from __future__ import annotations

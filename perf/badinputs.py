@@ -6,7 +6,7 @@ service documents for it: 200 (with faces, or with none) or an error status and 
 
 Run it by hand to look at the files::
 
-    .venv/bin/python -m tests.badinputs ../shared/data/lfw/actresses/AJ_Cook/AJ_Cook_0001.jpg /tmp/corpus
+    .venv/bin/python -m perf.badinputs ../shared/data/lfw/actresses/AJ_Cook/AJ_Cook_0001.jpg /tmp/corpus
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ next to the paper's rule and the baseline classifiers, on the same test faces:
 - balanced accuracy with a 95% bootstrap interval, over persons where every test face names its
   person (LFW), over images otherwise (UTKFace);
 - the same per group of each label column (race, age bins) and the worst group, over groups with
-  at least ``bench_metrics.MIN_GROUP_GENDER`` faces of each gender;
+  at least ``metrics.MIN_GROUP_GENDER`` faces of each gender;
 - for centroid sets only, which carry a calibrated confidence: the expected calibration error on
   the held-out training folds (stored in the set) and on the test faces, the reliability bins,
   and the risk-coverage rows (accuracy when the least certain 1%, 5%, 10% are set aside);
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from centroids import bench_metrics
+from bench import metrics
 from centroids.model import CentroidSet, expected_calibration_error
 
 
@@ -39,25 +39,25 @@ def label_stats(
 ) -> dict[str, Any]:
     """Balanced accuracy with its interval, overall and per group, and the worst group."""
     out: dict[str, Any] = {
-        "balanced": bench_metrics.bootstrap_balanced(truth, predicted, clusters, seed=seed),
+        "balanced": metrics.bootstrap_balanced(truth, predicted, clusters, seed=seed),
         "groups_ci": {},
     }
     keys = np.asarray(clusters) if clusters is not None else None
-    for column, values in bench_metrics.group_columns(extras).items():
+    for column, values in metrics.group_columns(extras).items():
         g = np.asarray([v or "" for v in values])
         per: dict[str, Any] = {}
-        for value in sorted(set(g.tolist()) - {""}, key=bench_metrics._group_sort_key):
+        for value in sorted(set(g.tolist()) - {""}, key=metrics._group_sort_key):
             mask = g == value
             n_f = int(np.sum(truth[mask] == "female"))
             n_m = int(np.sum(truth[mask] == "male"))
-            ci = bench_metrics.bootstrap_balanced(
+            ci = metrics.bootstrap_balanced(
                 truth[mask], predicted[mask], None if keys is None else keys[mask], seed=seed
             )
             per[value] = {**ci, "n_female": n_f, "n_male": n_m}
         eligible = {
             k: v
             for k, v in per.items()
-            if min(v["n_female"], v["n_male"]) >= bench_metrics.MIN_GROUP_GENDER
+            if min(v["n_female"], v["n_male"]) >= metrics.MIN_GROUP_GENDER
         }
         worst = min(eligible, key=lambda k: eligible[k]["value"]) if eligible else None
         out["groups_ci"][column] = {
@@ -97,7 +97,7 @@ def score_mode(
         "centroid_id": cs.id,
         "mode": cs.mode,
         "params": dict(cs.params),
-        "scores": bench_metrics.scores(bench_metrics.Confusion.of(y, preds.gender)),
+        "scores": metrics.scores(metrics.Confusion.of(y, preds.gender)),
         **label_stats(y, preds.gender, extras, clusters, seed),
         "calibration": {
             "held_out_ece": cs.calibration.ece,
@@ -106,7 +106,7 @@ def score_mode(
             "test_ece": expected_calibration_error(preds.confidence, right),
             "uncertain_share": float(np.mean(preds.uncertain)),
         },
-        "reliability": bench_metrics.reliability(preds.confidence, right),
-        "risk_coverage": bench_metrics.risk_coverage(y, preds.gender, preds.margin),
+        "reliability": metrics.reliability(preds.confidence, right),
+        "risk_coverage": metrics.risk_coverage(y, preds.gender, preds.margin),
         "time": time_per_face(cs, X),
     }

@@ -2,13 +2,13 @@
 
 Starts ``anfe serve --workers W --cpu-workers 1`` on a free local port with a small centroid set
 built from UTKFace, then sends N requests from C concurrent clients: real LFW photos (200 with
-faces) mixed with the bad-input corpus of ``tests/badinputs.py`` (400/413/415) and bad
+faces) mixed with the bad-input corpus of ``perf/badinputs.py`` (400/413/415) and bad
 parameters, unknown sets, listings and health checks. Every request has one expected status.
 Prints the status counts, unexpected answers, latency, and the resident memory of the server's
 whole process tree before and after a warm-up and at the end. Exits 1 on any unexpected status
 or RSS growth of 10% or more after warm-up.
 
-    .venv/bin/python benchmarks/soak.py --requests 3000 --clients 8 --workers 2
+    .venv/bin/python perf/soak.py --requests 3000 --clients 8 --workers 2
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("ANFE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
 
-from benchmarks.common import tree_rss  # noqa: E402
-from tests.badinputs import make_corpus  # noqa: E402
+from perf.badinputs import make_corpus  # noqa: E402
+from perf.common import tree_rss  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Steps, all in one run so the ratios are side by side:
 Every request loop is bounded in count; the server listens on 127.0.0.1 only and is stopped
 at the end. Example (the figures of docs/performance.md)::
 
-    .venv/bin/python benchmarks/service.py --small 40 --large 6 --requests 96
+    .venv/bin/python perf/service.py --small 40 --large 6 --requests 96
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ hashing them is the only per-file work a fully cached build does.
 
 Example (the figures of docs/performance.md)::
 
-    .venv/bin/python benchmarks/data_path.py --per-gender 50000
+    .venv/bin/python perf/data_path.py --per-gender 50000
 """
 
 from __future__ import annotations

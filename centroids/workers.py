@@ -1,0 +1,210 @@
+"""The embedding worker: what a worker process runs, and the pool that runs it.
+
+One image becomes one :class:`Embedded` through :func:`embed_one`; a worker task embeds a batch
+of ``(sha256, bytes)`` (:func:`embed_batch`), so the same task runs in a local process or on a
+Dask worker that shares no disk with us. :func:`run_batches` hands batches of any such task to a
+pool of spawned processes sized to the cores, models loaded once per process
+(:func:`worker_init`), the pool kept for the next call (the next wave of a build, the masked
+faces of the benchmark). :class:`BatchWriter` sends results to the database in batches and
+:class:`Progress` shows them.
+
+Processes, not threads: dlib's encoder, most of the work per face, holds the GIL
+(``perf/gil.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from itertools import islice
+from multiprocessing import get_context
+from typing import Any, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from centroids import faces, images
+from centroids.errors import AnfeError
+from centroids.faces import EmbeddingSettings
+from centroids.store import Store, embedding_id
+
+BATCH_IMAGES = 8  # images per task sent to a worker
+WRITE_EVERY = 64  # results per database write
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Embedded:
+    """What one image gave: its hash, how many faces, the embedding if exactly one."""
+
+    sha256: str
+    faces_found: int
+    vector: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
+    error: str | None = None  # error code when the image could not be read
+
+    @property
+    def usable(self) -> bool:
+        return self.vector is not None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Embedded:
+        vec = doc.get("vector")
+        box = doc.get("box")
+        return cls(
+            sha256=doc["_id"].split(":", 1)[0],
+            faces_found=int(doc.get("faces_found", 0)),
+            vector=None if vec is None else np.asarray(vec, dtype=np.float64),
+            box=None if box is None else tuple(box),
+            error=doc.get("error"),
+        )
+
+    def to_doc(self, settings_key: str, label: str | None, path: str) -> dict[str, Any]:
+        return {
+            "_id": embedding_id(self.sha256, settings_key),
+            "settings": settings_key,
+            "label": label,
+            "path": path,
+            "vector": None if self.vector is None else [float(v) for v in self.vector],
+            "box": None if self.box is None else [int(v) for v in self.box],
+            "faces_found": self.faces_found,
+            "error": self.error,
+        }
+
+
+def embed_one(data: bytes, settings: EmbeddingSettings, sha256: str | None = None) -> Embedded:
+    """Embed the face in one image's bytes (an embedding only when exactly one face is found)."""
+    sha256 = sha256 or images.content_hash(data)
+    try:
+        image = faces.decode(data)
+    except AnfeError as exc:
+        return Embedded(sha256=sha256, faces_found=0, error=exc.code)
+    boxes = faces.face_boxes(image, settings)
+    if len(boxes) != 1:
+        return Embedded(sha256=sha256, faces_found=len(boxes))
+    vector = faces.encode(image, boxes, settings.jitters, settings.model)[0]
+    return Embedded(sha256=sha256, faces_found=1, vector=vector, box=boxes[0])
+
+
+def embed_batch(batch: list[tuple[str, bytes]], settings: EmbeddingSettings) -> list[Embedded]:
+    """Worker task: embed each ``(sha256, bytes)`` of a batch."""
+    return [embed_one(data, settings, sha) for sha, data in batch]
+
+
+def worker_init() -> None:
+    """Run once in every worker process: one thread for BLAS, the dlib models loaded."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    faces.warm_up()
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use."""
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), taken lazily."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+class Progress:
+    """A tqdm bar, or nothing when ``enabled`` is false."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class BatchWriter:
+    """Buffers embedding documents and writes them to the database every ``WRITE_EVERY``.
+
+    With no store it keeps nothing. Call :meth:`flush` in a ``finally`` so an interrupted run
+    keeps all finished work.
+    """
+
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
+        self.buffer: list[dict[str, Any]] = []
+
+    def add(self, doc: dict[str, Any]) -> None:
+        if self.store is None:
+            return
+        self.buffer.append(doc)
+        if len(self.buffer) >= WRITE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.store is not None and self.buffer:
+            self.store.put_embeddings(self.buffer)
+            self.buffer = []
+
+
+Task = Callable[[list[T], EmbeddingSettings], list[R]]
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` spawned workers with the models loaded, kept for the next call."""
+    pool = _POOLS.get(jobs)
+    if pool is None or getattr(pool, "_broken", False):
+        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=worker_init)
+        _POOLS[jobs] = pool
+    return pool
+
+
+def shutdown_pools() -> None:
+    """Stop the worker processes kept between calls (also done at interpreter exit)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pools)
+
+
+def run_batches(
+    todo: Iterable[T], task: Task, settings: EmbeddingSettings, jobs: int
+) -> Iterator[R]:
+    """Run ``task`` on batches of ``BATCH_IMAGES`` items of ``todo``; yield its results.
+
+    ``jobs`` 1 runs here, in order. Otherwise the batches go to the kept pool of ``jobs``
+    processes, at most ``3 * jobs`` in flight, and results come as workers finish them; an
+    error or an interrupt shuts the pool down, dropping the batches not started.
+    """
+    if jobs <= 1:
+        for batch in chunks(todo, BATCH_IMAGES):
+            yield from task(batch, settings)
+        return
+    pool = _pool(jobs)
+    in_flight: set[Future] = set()
+    ok = False
+    try:
+        for batch in chunks(todo, BATCH_IMAGES):
+            in_flight.add(pool.submit(task, batch, settings))
+            if len(in_flight) >= jobs * 3:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield from fut.result()
+        while in_flight:
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield from fut.result()
+        ok = True
+    finally:
+        if not ok:
+            _POOLS.pop(jobs, None)
+            pool.shutdown(wait=True, cancel_futures=True)
