@@ -17,7 +17,7 @@ from typing import Any
 from centroids import shipped
 from centroids.errors import AnfeError, CentroidsNotFound, NoCentroids
 from centroids.model import CentroidSet
-from centroids.store import Store, describe_uri
+from centroids.store import Store, db_kind, describe_uri
 
 log = logging.getLogger("anfe.app")
 # the arrays of a stored set: served by GET /centroids/{id} as vectors, never in listings
@@ -51,7 +51,7 @@ class CentroidCache:
 
     @property
     def kind(self) -> str:
-        return "mongodb" if self.uri.startswith(("mongodb://", "mongodb+srv://")) else "montydb"
+        return db_kind(self.uri)
 
     def close(self) -> None:
         if self._store is not None:
@@ -114,13 +114,8 @@ class CentroidCache:
         return [d["_id"] for d in self._docs]
 
     def default(self) -> str | None:
-        """The set used when a request names none: the configured one, g_5000, or the largest."""
-        if self.default_id:
-            return self.default_id
-        ids = self.ids()
-        if not ids:
-            return None
-        return shipped.DEFAULT_CENTROIDS if shipped.DEFAULT_CENTROIDS in ids else ids[-1]
+        """The set used when a request names none: the configured one, else :func:`shipped.default_id`."""
+        return self.default_id or shipped.default_id(self.ids())
 
     def get(self, cid: str | None) -> CentroidSet:
         """The set ``cid`` (or the default).

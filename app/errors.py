@@ -1,29 +1,62 @@
-"""Errors only the service raises; like every project error they carry a stable ``code``."""
+"""The service's errors, and the one place where error codes become HTTP statuses.
+
+Every project error carries a stable ``code`` and a message; :func:`http_status` gives the status
+the service answers it with (500 for a code it does not know).
+"""
 
 from __future__ import annotations
 
-from centroids.errors import AnfeError
+from centroids.dask_pool import DaskUnavailable
+from centroids.errors import (
+    AnfeError,
+    CentroidsNotFound,
+    DatabaseUnavailable,
+    DatasetError,
+    ImageTooLarge,
+    ImageUndecodable,
+    InvalidParameter,
+    NoCentroids,
+    UnsupportedImageType,
+)
 
 
 class Unauthorized(AnfeError):
     """``X-API-Key`` is missing or not one of ``ANFE_API_KEYS``."""
 
     code = "unauthorized"
-    status = 401
 
 
 class MalformedRequest(AnfeError):
     """The request body cannot be parsed (broken multipart, invalid JSON framing)."""
 
     code = "malformed_request"
-    status = 400
 
 
 class WorkerFailed(AnfeError):
     """A detection worker process died; the pool was restarted and the request can be retried."""
 
     code = "worker_failed"
-    status = 503
+
+
+HTTP_STATUS: dict[str, int] = {
+    ImageUndecodable.code: 400,
+    MalformedRequest.code: 400,
+    Unauthorized.code: 401,
+    CentroidsNotFound.code: 404,
+    ImageTooLarge.code: 413,
+    UnsupportedImageType.code: 415,
+    InvalidParameter.code: 422,
+    DatasetError.code: 422,
+    NoCentroids.code: 503,
+    DatabaseUnavailable.code: 503,
+    DaskUnavailable.code: 503,
+    WorkerFailed.code: 503,
+}
+
+
+def http_status(exc: AnfeError) -> int:
+    """The HTTP status of a project error (500 for a code the service does not expect)."""
+    return HTTP_STATUS.get(exc.code, 500)
 
 
 def error_body(code: str, message: str) -> dict:

@@ -1,7 +1,7 @@
 """``create_app(settings)``: the FastAPI app, its error handlers, and its start-up and shutdown.
 
-Errors leave as ``{"error": {"code", "message"}}`` with the status the error class names; an
-unexpected exception is logged with its traceback and answered 500 without one.
+Errors leave as ``{"error": {"code", "message"}}`` with the status that ``app/errors.py`` maps
+their code to; an unexpected exception is logged with its traceback and answered 500 without one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import error_body
+from app.errors import error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
 from app.routes import api, open_router, require_key
 from app.security import add_cors, origins
@@ -90,14 +90,15 @@ def _add_docs(app: FastAPI) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnfeError)
     async def anfe_error(request: Request, exc: AnfeError) -> JSONResponse:
-        if exc.status >= 500:
+        status = http_status(exc)
+        if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         headers = {}
-        if exc.status == 401:
+        if status == 401:
             headers["WWW-Authenticate"] = "X-API-Key"
-        if exc.status == 413:  # stop reading an upload that may still be arriving
+        if status == 413:  # stop reading an upload that may still be arriving
             headers["Connection"] = "close"
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
+        return JSONResponse(error_body(exc.code, exc.message), status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:

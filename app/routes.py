@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader
 
 from app import uploads
 from app.cache import HEAVY_FIELDS
-from app.errors import Unauthorized
+from app.errors import Unauthorized, http_status
 from app.schemas import (
     ERROR_RESPONSES,
     BatchItem,
@@ -164,7 +164,7 @@ async def predict_batch(
             return BatchItem(index=i, filename=up.filename, status=200, result=result)
         except AnfeError as exc:
             err = ErrorDetail(code=exc.code, message=exc.message)
-            return BatchItem(index=i, filename=up.filename, status=exc.status, error=err)
+            return BatchItem(index=i, filename=up.filename, status=http_status(exc), error=err)
         except Exception:
             log.exception("batch file %d (%s) failed", i, up.filename)
             err = ErrorDetail(code="internal_error", message="internal error; see the server log")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bench import baselines, masks, metrics, modes
 from centroids import datasets
-from centroids.build import build, centroid_id, draw_order, sample, set_id
+from centroids.build import BuildSpec, build, centroid_id, draw_order, sample, set_id
 from centroids.errors import DatasetError, InvalidParameter
 from centroids.extract import Embedded, embed_paths
 from centroids.faces import EmbeddingSettings
@@ -433,20 +433,21 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         or None
     )
     log(f"building centroid sets from {cfg.train} in {describe_uri(store.uri)}")
-    report = build(
+
+    def indented(msg: str) -> None:
+        log("  " + msg)
+
+    spec = BuildSpec(
         cfg.train,
-        cfg.sizes,
-        store,
+        list(cfg.sizes),
         train_settings,
         seed=cfg.seed,
-        jobs=cfg.jobs,
-        progress=cfg.progress,
         min_age=cfg.min_age,
-        items=train_items,
-        log=lambda msg: log("  " + msg),
-        id_suffix=suffix,
         balance_by=cfg.balance_by,
+        id_suffix=suffix,
+        items=train_items,
     )
+    report = build(spec, store, jobs=cfg.jobs, progress=cfg.progress, log=indented)
     sizes = [n for n in sorted(set(cfg.sizes)) if n not in report.skipped]
     if not sizes:
         raise DatasetError(
@@ -542,22 +543,8 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
     other_modes = [m for m in cfg.modes if m != "centroid"]
     if other_modes:  # the modes, fitted on the very sample of each compared size
         log(f"fitting modes {', '.join(other_modes)} at {', '.join(map(str, compared))}")
-        mode_report = build(
-            cfg.train,
-            compared,
-            store,
-            train_settings,
-            seed=cfg.seed,
-            jobs=cfg.jobs,
-            progress=False,
-            min_age=cfg.min_age,
-            items=train_items,
-            log=lambda msg: log("  " + msg),
-            id_suffix=suffix,
-            modes=other_modes,
-            params=cfg.mode_params,
-            balance_by=cfg.balance_by,
-        )
+        mode_spec = replace(spec, sizes=compared, modes=other_modes, params=cfg.mode_params)
+        mode_report = build(mode_spec, store, jobs=cfg.jobs, progress=False, log=indented)
         report.built += mode_report.built
         report.unchanged += mode_report.unchanged
     if cfg.modes:

@@ -177,76 +177,97 @@ def sample(
     return out
 
 
-def build(
-    dataset: str | Path,
-    sizes: list[int],
-    store: Store,
-    settings: EmbeddingSettings | None = None,
-    *,
-    seed: int = 0,
-    jobs: int | None = None,
-    progress: bool = True,
-    min_age: int | None = None,
-    items: list[datasets.Item] | None = None,
-    log=print,
-    id_suffix: str | None = None,
-    dask: str | None = None,
-    modes: list[str] | tuple[str, ...] = ("centroid",),
-    params: dict | None = None,
-    balance_by: str | None = None,
-) -> BuildReport:
-    """Build and store ``g_N`` for every N in ``sizes`` that the dataset can fill.
+@dataclass
+class BuildSpec:
+    """What to build: the images, how they are drawn and embedded, and which sets to store.
 
     ``modes`` other than the paper's ``centroid`` are stored as ``g_N-<mode>`` (see model.py),
     fitted with ``params`` (``k`` for prototypes, ``shrinkage`` for mahalanobis).
     ``balance_by`` makes each group of that labels.csv column contribute equally to every size.
     ``id_suffix`` stores ``g_N-<suffix>`` instead (the benchmark's sets trained on a split).
-    ``dask`` runs the extraction on a Dask cluster (``"local"`` or a scheduler address).
+    ``items``, when given, are the images to draw from instead of those read from ``dataset``
+    (which then only names the source in the stored documents).
     """
-    settings = settings or EmbeddingSettings()
-    sizes = sorted(set(sizes))
-    if items is None:
-        items = datasets.read_dataset(dataset)
-    if min_age is not None:
-        items = datasets.adults(items, min_age)
+
+    dataset: str | Path
+    sizes: list[int]
+    settings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    seed: int = 0
+    min_age: int | None = None
+    balance_by: str | None = None
+    modes: list[str] | tuple[str, ...] = ("centroid",)
+    params: dict = field(default_factory=dict)
+    id_suffix: str | None = None
+    items: list[datasets.Item] | None = None
+
+    def check(self) -> None:
+        """Raise :class:`InvalidParameter` for an unknown mode or no size."""
+        if not self.sizes:
+            raise InvalidParameter("no sizes given")
+        for mode in self.modes:
+            if mode not in MODES:
+                raise InvalidParameter(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+
+    def pool(self) -> list[datasets.Item]:
+        """The images to draw from: ``items`` or the dataset's, adults only with ``min_age``."""
+        items = self.items if self.items is not None else datasets.read_dataset(self.dataset)
+        return datasets.adults(items, self.min_age) if self.min_age is not None else items
+
+
+def build(
+    spec: BuildSpec,
+    store: Store,
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+    dask: str | None = None,
+    log=print,
+) -> BuildReport:
+    """Build and store ``g_N`` for every N in ``spec.sizes`` that the dataset can fill.
+
+    :param jobs: worker processes (default: the cores)
+    :param dask: run the extraction on a Dask cluster (``"local"`` or a scheduler address)
+    :param log: called with one line per set built, kept or skipped
+    """
+    spec.check()
+    sizes = sorted(set(spec.sizes))
+    settings = spec.settings
+    items = spec.pool()
     report = BuildReport()
     drawn = sample(
         items,
         max(sizes),
         settings,
         store,
-        seed=seed,
+        seed=spec.seed,
         jobs=jobs,
         progress=progress,
         report=report,
         dask=dask,
-        balance_by=balance_by,
+        balance_by=spec.balance_by,
     )
-    for mode in modes:
-        if mode not in MODES:
-            raise InvalidParameter(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     for n in sizes:
         short = [g for g in GENDERS if len(drawn[g].items) < n]
         if short:
             have = ", ".join(f"{len(drawn[g].items)} {g}" for g in GENDERS)
             report.skipped[n] = f"needs {n} usable images per gender; the dataset has {have}"
-            log(f"skipped {set_id(n, modes[0], id_suffix)}: {report.skipped[n]}")
+            log(f"skipped {set_id(n, spec.modes[0], spec.id_suffix)}: {report.skipped[n]}")
             continue
         digest = hashlib.sha256(
             "\n".join(drawn["female"].hashes[:n] + drawn["male"].hashes[:n]).encode()
         ).hexdigest()
         source = {
-            "dataset": str(dataset),
-            "seed": seed,
+            "dataset": str(spec.dataset),
+            "seed": spec.seed,
             "images": 2 * n,
-            "min_age": min_age,
-            "balance_by": balance_by,
+            "min_age": spec.min_age,
+            "balance_by": spec.balance_by,
             "sample_sha256": digest,
         }
-        for mode in modes:
-            cid = set_id(n, mode, id_suffix)
-            mode_params = dict(params or {}) if mode != "centroid" else {}
-            if _unchanged(store, cid, source, settings, mode, mode_params):
+        for mode in spec.modes:
+            cid = set_id(n, mode, spec.id_suffix)
+            mode_params = dict(spec.params) if mode != "centroid" else {}
+            if _unchanged(store.find_centroids(cid), source, settings, mode, mode_params):
                 report.unchanged.append(cid)
                 log(f"{cid}: unchanged (same images and settings), kept")
                 continue
@@ -256,7 +277,7 @@ def build(
                 np.stack(drawn["male"].vectors[:n]),
                 embedding=settings.describe(),
                 source=source,
-                seed=seed,
+                seed=spec.seed,
                 mode=mode,
                 params=mode_params,
             )
@@ -270,14 +291,13 @@ def build(
 
 
 def _unchanged(
-    store: Store,
-    cid: str,
+    existing: dict | None,
     source: dict,
     settings: EmbeddingSettings,
-    mode: str = "centroid",
-    params: dict | None = None,
+    mode: str,
+    params: dict,
 ) -> bool:
-    existing = store._call(lambda: store.centroids.find_one({"_id": cid}))
+    """Whether the stored document ``existing`` was built from the same sample the same way."""
     if not existing:
         return False
     stored = existing.get("params", {})
@@ -286,5 +306,5 @@ def _unchanged(
         and existing.get("source", {}).get("balance_by") == source["balance_by"]
         and existing.get("embedding") == settings.describe()
         and existing.get("mode", "centroid") == mode
-        and all(stored.get(k) == v for k, v in (params or {}).items())
+        and all(stored.get(k) == v for k, v in params.items())
     )

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from centroids import datasets, shipped
-from centroids.build import DEFAULT_SIZES, build, parse_sizes
+from centroids.build import DEFAULT_SIZES, BuildSpec, build, parse_sizes
 from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, InvalidParameter
 from centroids.faces import EmbeddingSettings
 from centroids.predict import predict_image
@@ -138,27 +138,23 @@ def _run_build(args: argparse.Namespace) -> int:
     settings = EmbeddingSettings(
         model=args.landmarks, jitters=args.jitters, max_side=args.max_side, cropped=args.cropped
     )
-    sizes = parse_sizes(args.sizes)
-    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    params = mode_params(args)
+    spec = BuildSpec(
+        args.dataset,
+        parse_sizes(args.sizes),
+        settings,
+        seed=args.seed,
+        min_age=args.min_age,
+        balance_by=args.balance_by,
+        modes=[m.strip() for m in args.mode.split(",") if m.strip()],
+        params=mode_params(args),
+    )
     if args.dask is not None:
         from centroids.dask_pool import check_address
 
         check_address(args.dask)
     with open_store(args) as store:
         report = build(
-            args.dataset,
-            sizes,
-            store,
-            settings,
-            seed=args.seed,
-            jobs=args.jobs,
-            progress=not args.no_progress,
-            min_age=args.min_age,
-            dask=args.dask,
-            modes=modes,
-            params=params,
-            balance_by=args.balance_by,
+            spec, store, jobs=args.jobs, progress=not args.no_progress, dask=args.dask
         )
     for g, t in report.tally.items():
         print(

@@ -36,7 +36,6 @@ class DaskUnavailable(AnfeError):
     """The Dask extra is not installed, or the cluster cannot be reached."""
 
     code = "dask_unavailable"
-    status = 503
     exit_code = 5
 
 

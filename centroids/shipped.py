@@ -14,8 +14,8 @@ from centroids.errors import NoCentroids
 from centroids.model import CentroidSet
 from centroids.store import Store
 
-# The Mahalanobis mode of g_5000 (issue #8): best of the modes in docs/results.md; the paper's
-# g_N stay shipped for reproduction.
+# The Mahalanobis mode of g_5000: best of the modes in docs/results.md; the paper's g_N stay
+# shipped for reproduction.
 DEFAULT_CENTROIDS = "g_5000-mahalanobis"
 
 
@@ -41,6 +41,16 @@ def seed(store: Store) -> list[str]:
     return added
 
 
+def default_id(ids: list[str]) -> str | None:
+    """The set used when none is named: :data:`DEFAULT_CENTROIDS` if stored, else the largest.
+
+    :param ids: the stored set ids, smallest first (as :meth:`Store.list_centroids` orders them)
+    """
+    if not ids:
+        return None
+    return DEFAULT_CENTROIDS if DEFAULT_CENTROIDS in ids else ids[-1]
+
+
 def load_centroid_set(store: Store, cid: str | None) -> CentroidSet:
     """The set ``cid``, or the default one (g_5000-mahalanobis, else the largest stored).
 
@@ -56,6 +66,5 @@ def load_centroid_set(store: Store, cid: str | None) -> CentroidSet:
     if not docs:
         raise NoCentroids("the database holds no centroid set; run `anfe build` first")
     if cid is None:
-        ids = [d["_id"] for d in docs]
-        cid = DEFAULT_CENTROIDS if DEFAULT_CENTROIDS in ids else ids[-1]
+        cid = default_id([d["_id"] for d in docs])
     return CentroidSet.from_doc(store.get_centroids(cid))

@@ -39,6 +39,11 @@ def _is_mongo(uri: str) -> bool:
     return uri.startswith(("mongodb://", "mongodb+srv://"))
 
 
+def db_kind(uri: str) -> str:
+    """``"mongodb"`` for a MongoDB server URI, else ``"montydb"`` (the embedded database)."""
+    return "mongodb" if _is_mongo(uri) else "montydb"
+
+
 def describe_uri(uri: str) -> str:
     """The URI for messages: no credentials, and no server path of an embedded database."""
     if _is_mongo(uri):
@@ -56,7 +61,7 @@ class Store:
 
     def __init__(self, uri: str | None = None, timeout_ms: int = 3000) -> None:
         self.uri = uri or default_uri()
-        self.kind = "mongodb" if _is_mongo(self.uri) else "montydb"
+        self.kind = db_kind(self.uri)
         try:
             if self.kind == "mongodb":
                 import pymongo
@@ -116,9 +121,13 @@ class Store:
             raise InvalidParameter(f"centroid id {cid!r} is not of the form g_N or g_N-mode")
         self._call(lambda: self.centroids.replace_one({"_id": cid}, doc, upsert=True))
 
+    def find_centroids(self, cid: str) -> dict[str, Any] | None:
+        """Return the centroid document ``cid``, or None when there is none."""
+        return self._call(lambda: self.centroids.find_one({"_id": cid}))
+
     def get_centroids(self, cid: str) -> dict[str, Any]:
         """Return the centroid document ``cid`` or raise :class:`CentroidsNotFound`."""
-        doc = self._call(lambda: self.centroids.find_one({"_id": cid}))
+        doc = self.find_centroids(cid)
         if doc is None:
             raise CentroidsNotFound(f"no centroid set with id {cid!r}")
         return doc

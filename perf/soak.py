@@ -78,13 +78,13 @@ def free_port() -> int:
 
 
 def make_db(folder: Path, per_gender: int) -> str:
-    from centroids.build import build
+    from centroids.build import BuildSpec, build
     from centroids.store import Store
 
     db = str(folder / "db")
     with Store(db) as s:
-        build(DATA / "utkface", [per_gender], s, seed=0, progress=False, min_age=18, jobs=2,
-              log=lambda *_: None)  # fmt: skip
+        spec = BuildSpec(DATA / "utkface", [per_gender], seed=0, min_age=18)
+        build(spec, s, progress=False, jobs=2, log=lambda *_: None)
     return db
 
 

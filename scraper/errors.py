@@ -13,7 +13,6 @@ class FetchError(AnfeError):
     """A URL could not be fetched as asked."""
 
     code = "fetch_failed"
-    status = 502
     exit_code = 6
     transient = True
 
@@ -74,5 +73,4 @@ class SeedError(AnfeError):
     """A seed (CSV row, list file, URL) is malformed or names no known source."""
 
     code = "seed_invalid"
-    status = 422
     exit_code = 2

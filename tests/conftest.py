@@ -76,15 +76,13 @@ TRAIN_PER_GENDER = 60
 @pytest.fixture(scope="session")
 def training_db(tmp_path_factory) -> str:
     """A database holding g_60, built with `build` from 60 UTKFace adults per gender (seed 1)."""
-    from centroids.build import build
+    from centroids.build import BuildSpec, build
     from centroids.store import Store
 
     uri = str(tmp_path_factory.mktemp("centroids-db") / "db")
     with Store(uri) as s:
-        build(
-            UTKFACE, [TRAIN_PER_GENDER], s, seed=1, progress=False, min_age=18, jobs=2,
-            log=lambda *_: None,
-        )  # fmt: skip
+        spec = BuildSpec(UTKFACE, [TRAIN_PER_GENDER], seed=1, min_age=18)
+        build(spec, s, progress=False, jobs=2, log=lambda *_: None)
     return uri
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from centroids import build as build_mod
 from centroids import faces, images
-from centroids.build import build, parse_sizes, sample
+from centroids.build import BuildSpec, build, parse_sizes, sample
 from centroids.datasets import read_dataset
 from centroids.errors import InvalidParameter
 from centroids.faces import EmbeddingSettings
@@ -55,7 +55,8 @@ class EncodeCounter:
 
 def _run(dataset, uri, sizes, **kw):
     with Store(uri) as s:
-        report = build(dataset, sizes, s, seed=3, jobs=1, progress=False, log=lambda *_: None, **kw)
+        spec = BuildSpec(dataset, sizes, seed=3, **kw)
+        report = build(spec, s, jobs=1, progress=False, log=lambda *_: None)
         docs = {d["_id"]: d for d in s.list_centroids(with_vectors=True)}
     return report, docs
 
@@ -144,7 +145,7 @@ def test_cropped_mode_keeps_every_readable_image(dataset, tmp_path):
 
 def test_parallel_workers_give_the_same_centroids(dataset, tmp_path):
     with Store(str(tmp_path / "a")) as s:
-        build(dataset, [10], s, seed=3, jobs=2, progress=False, log=lambda *_: None)
+        build(BuildSpec(dataset, [10], seed=3), s, jobs=2, progress=False, log=lambda *_: None)
         parallel = s.get_centroids("g_10")["vectors"]
     _, docs = _run(dataset, str(tmp_path / "b"), [10])
     assert np.allclose(parallel["female"], docs["g_10"]["vectors"]["female"], atol=1e-9)

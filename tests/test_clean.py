@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from centroids.build import build
+from centroids.build import BuildSpec, build
 from centroids.errors import InvalidParameter
 from scraper import review
 from scraper.cleaner import CleanOptions, clean
@@ -171,7 +171,7 @@ def test_move_mode_empties_raw_and_clean_builds(dirty, tmp_path, db_uri, with_ce
     run_clean(raw, out, db_uri, move=True, review=False)
     assert not [p for p in raw.rglob("*") if p.is_file()]
     assert len(list(out.rglob("*.jpg"))) == n
-    report = build(out, [2], with_centroids, jobs=1, progress=False, log=lambda *_: None)
+    report = build(BuildSpec(out, [2]), with_centroids, jobs=1, progress=False, log=lambda *_: None)
     assert report.built == ["g_2"]
     assert report.tally["female"].usable >= 2 and report.tally["male"].usable >= 2
 

@@ -42,7 +42,7 @@ def test_replacing_a_set_keeps_one_document(store):
 def test_unknown_id_raises_not_found(store):
     with pytest.raises(CentroidsNotFound) as err:
         store.get_centroids("g_404")
-    assert err.value.status == 404
+    assert err.value.code == "centroids_not_found"
 
 
 def test_malformed_id_is_refused(store):
