@@ -1,57 +1,47 @@
 """Shared fixtures: real photos from ../shared/data, a fresh embedded database, small centroids.
 
-The data folder is required: without it every test fails with one clear message (no silent skip).
+Tests that need the real photos say so by asking for ``real_data`` (directly, through a module's
+``pytestmark``, or through a fixture built on it such as ``lfw_rows`` or ``training_db``). Without
+the data folder those tests fail with one clear message (never a silent skip); the others run.
+Plain helpers and constants are in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ANFE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
-LFW = DATA / "lfw"
-UTKFACE = DATA / "utkface"
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    missing = [p for p in (LFW / "labels.csv", UTKFACE / "labels.csv") if not p.is_file()]
-    if missing:
-        raise pytest.UsageError(
-            f"test data not found: {', '.join(map(str, missing))}. The tests need the real photos "
-            "of ../shared/data (lfw/ and utkface/) beside the repository, or ANFE_TEST_DATA "
-            "pointing at such a folder."
-        )
-
-
-def read_labels(root: Path) -> list[dict[str, str]]:
-    with open(root / "labels.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+from tests.helpers import LFW, TRAIN_PER_GENDER, UTKFACE, read_labels, require_data
 
 
 @pytest.fixture(scope="session")
-def lfw_rows() -> list[dict[str, str]]:
+def real_data() -> Path:
+    """The folder of real photos (``lfw/``, ``utkface/``); fails the test when it is missing."""
+    require_data()
+    return LFW.parent
+
+
+@pytest.fixture(scope="session")
+def lfw_rows(real_data) -> list[dict[str, str]]:
     """LFW labels: path (relative to lfw/), gender, person."""
     return read_labels(LFW)
 
 
 @pytest.fixture(scope="session")
-def utk_rows() -> list[dict[str, str]]:
+def utk_rows(real_data) -> list[dict[str, str]]:
     """UTKFace labels: path (relative to utkface/), gender, age, race."""
     return read_labels(UTKFACE)
 
 
 @pytest.fixture(scope="session")
-def lfw_female(lfw_rows) -> Path:
+def lfw_female(real_data) -> Path:
     """A single-face LFW photo of a woman."""
     return LFW / "actresses/AJ_Cook/AJ_Cook_0001.jpg"
 
 
 @pytest.fixture(scope="session")
-def lfw_male(lfw_rows) -> Path:
+def lfw_male(real_data) -> Path:
     """A single-face LFW photo of a man."""
     return LFW / "actors/AJ_Lamas/AJ_Lamas_0001.jpg"
 
@@ -70,11 +60,8 @@ def store(db_uri):
         yield s
 
 
-TRAIN_PER_GENDER = 60
-
-
 @pytest.fixture(scope="session")
-def training_db(tmp_path_factory) -> str:
+def training_db(tmp_path_factory, real_data) -> str:
     """A database holding g_60, built with `build` from 60 UTKFace adults per gender (seed 1)."""
     from centroids.build import BuildSpec, build
     from centroids.store import Store

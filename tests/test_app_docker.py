@@ -7,11 +7,14 @@ MongoDB; the start-up path they use (``anfe serve``) is exercised in ``test_app_
 from __future__ import annotations
 
 import re
-from pathlib import Path
+import tomllib
 
+import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.docker
 
 
 def test_dockerfile_installs_dlib_and_face_recognition_like_the_makefile():
@@ -34,6 +37,19 @@ def test_dockerfile_runs_anfe_serve_as_a_non_root_user_with_a_healthcheck():
     assert users and users[-1] not in ("root", "0")
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
     assert '"anfe", "serve", "--host", "0.0.0.0"' in dockerfile
+
+
+def test_image_holds_every_package_the_anfe_command_loads():
+    """``anfe`` loads every ``anfe.commands`` entry point: a package left out breaks the image."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
+    entry_points = pyproject["project"]["entry-points"]["anfe.commands"].values()
+    assert {ep.split(".")[0] for ep in entry_points} <= set(packages)
+    for package in packages:
+        assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.M), package
 
 
 def test_compose_serves_from_mongodb_after_a_one_shot_seed():

@@ -12,53 +12,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
 from centroids.store import Store
+from tests.helpers import running_server
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_server(db: str, log: Path, *args: str, env: dict | None = None) -> Iterator[str]:
-    """Start ``anfe serve`` with one detection worker; yield its base URL once it answers."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "centroids.cli", "serve", "--db", db, "--port", str(port)]
-    cmd += ["--cpu-workers", "1", "--log-level", "warning", *args]
-    full_env = {**os.environ, "ANFE_REFRESH_SECONDS": "0.5", **(env or {})}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240  # start-up on a busy 2-core machine, not a speed test
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"anfe serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                requests.get(base + "/health", timeout=5)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"anfe serve did not start:\n{log.read_text()}")
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+pytestmark = pytest.mark.slow
 
 
 def wait_until(check, what: str, seconds: float = 60) -> None:

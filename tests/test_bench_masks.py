@@ -67,7 +67,7 @@ def test_masked_face_is_embedded_at_the_original_box(face, lfw_female):
 
 def test_masked_embeddings_resume_where_an_earlier_run_stopped(store, lfw_rows):
     from bench.masks import masked_embeddings
-    from tests.conftest import LFW
+    from tests.helpers import LFW
 
     settings = faces.EmbeddingSettings()
     jobs = []

@@ -9,7 +9,9 @@ import pytest
 
 from bench.run import limit_per_gender, person_overlap, split
 from centroids.datasets import read_dataset
-from tests.conftest import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE
+
+pytestmark = pytest.mark.usefixtures("real_data")
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -18,6 +18,8 @@ try:
 except ImportError:  # tests/ imported as a plain folder rather than a package
     from test_app_server import running_server
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 

@@ -15,7 +15,7 @@ from centroids.datasets import read_dataset
 from centroids.errors import InvalidParameter
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store
-from tests.conftest import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE
 
 PER_GENDER = 12
 

@@ -15,8 +15,7 @@ from centroids.build import BuildSpec, build
 from centroids.errors import InvalidParameter
 from scraper import review
 from scraper.cleaner import CleanOptions, clean
-
-from .conftest import LFW
+from tests.helpers import LFW
 
 
 def three_photo_people(lfw_rows, gender: str, n: int) -> list[list[Path]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE
 
 ANFE = [sys.executable, "-m", "centroids.cli"]
 
@@ -27,7 +27,7 @@ def anfe(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def built_db(tmp_path_factory) -> str:
+def built_db(real_data, tmp_path_factory) -> str:
     uri = str(tmp_path_factory.mktemp("cli") / "db")
     done = anfe(
         "build", str(UTKFACE), "--sizes", "25,50", "--min-age", "18", "--seed", "0",
@@ -79,7 +79,7 @@ def test_build_then_predict_beats_chance_by_a_wide_margin(built_db, held_out_pho
     assert balanced >= 0.85, (right, total)
 
 
-def test_rerun_of_build_embeds_nothing(built_db):
+def test_rerun_of_build_embeds_nothing(real_data, built_db):
     done = anfe(
         "build", str(UTKFACE), "--sizes", "25,50", "--min-age", "18", "--seed", "0",
         "--db", built_db, "--no-progress",

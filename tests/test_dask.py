@@ -12,9 +12,11 @@ from centroids.extract import embed_paths
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store
 from centroids.workers import shutdown_pools
-from tests.conftest import LFW
+from tests.helpers import LFW
 
 distributed = pytest.importorskip("distributed", reason="the 'dask' extra is not installed")
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_data")]
 
 PER_GENDER = 10
 

@@ -8,10 +8,10 @@ import pytest
 
 from centroids import datasets
 from centroids.errors import DatasetError
-from tests.conftest import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE
 
 
-def test_facescrub_layout_reads_gender_and_person():
+def test_facescrub_layout_reads_gender_and_person(real_data):
     items = datasets.read_dataset(LFW)
     assert len(items) > 8000
     cook = [it for it in items if it.person == "AJ_Cook"]
@@ -20,7 +20,7 @@ def test_facescrub_layout_reads_gender_and_person():
     assert lamas and all(it.gender == "male" for it in lamas)
 
 
-def test_labels_csv_adds_age_and_race():
+def test_labels_csv_adds_age_and_race(real_data):
     items = datasets.read_dataset(UTKFACE)
     assert {it.gender for it in items} == {"female", "male"}
     assert all("race" in it.extra and "age" in it.extra for it in items[:50])

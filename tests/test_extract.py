@@ -10,7 +10,7 @@ import pytest
 from centroids import extract, faces, images, workers
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store
-from tests.conftest import UTKFACE
+from tests.helpers import UTKFACE
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ def test_pixel_bomb_is_refused_before_decoding():
 
 
 def test_detects_one_face_on_lfw_photos(lfw_rows):
-    from tests.conftest import LFW
+    from tests.helpers import LFW
 
     rows = [r for r in lfw_rows if r["person"] in ("AJ_Cook", "AJ_Lamas", "Aaron_Eckhart")]
     assert rows
@@ -142,7 +142,7 @@ def test_embedding_shape_and_determinism(lfw_male):
 
 
 def test_different_people_are_further_apart_than_one_person(lfw_rows):
-    from tests.conftest import LFW
+    from tests.helpers import LFW
 
     by_person: dict[str, list] = {}
     for row in lfw_rows:
@@ -160,7 +160,7 @@ def test_different_people_are_further_apart_than_one_person(lfw_rows):
 
 
 def test_cropped_mode_uses_whole_image(utk_rows):
-    from tests.conftest import UTKFACE
+    from tests.helpers import UTKFACE
 
     image = faces.load_image(UTKFACE / utk_rows[0]["path"])
     boxes = faces.face_boxes(image, faces.EmbeddingSettings(cropped=True))

@@ -23,15 +23,17 @@ import pytest
 
 from centroids.errors import DatabaseUnavailable
 from centroids.store import Store
-from tests.conftest import UTKFACE
+from tests.helpers import UTKFACE
 
 PER_GENDER = 60  # images linked per gender
+
+pytestmark = pytest.mark.slow
 SIZES = "20,50"
 TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
+def dataset(real_data, tmp_path_factory) -> Path:
     """``female/`` and ``male/`` with the first PER_GENDER UTKFace photos of each, as symlinks."""
     root = tmp_path_factory.mktemp("utk-subset")
     for gender in ("female", "male"):

@@ -24,7 +24,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from centroids.store import Store
-from tests.test_app_server import running_server
+from tests.helpers import running_server
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("ANFE_FUZZ_EXAMPLES", "64"))
 CHECKS = [

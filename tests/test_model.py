@@ -8,7 +8,7 @@ import pytest
 from centroids import faces
 from centroids.errors import InvalidParameter
 from centroids.model import CentroidSet
-from tests.conftest import LFW
+from tests.helpers import LFW
 
 
 @pytest.fixture(scope="module")

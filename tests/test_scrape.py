@@ -26,8 +26,7 @@ from scraper.sources import default_sources  # noqa: E402
 from scraper.sources.base import Seed  # noqa: E402
 from scraper.sources.facescrub import parse_list  # noqa: E402
 from scraper.sources.seedlist import parse_seeds  # noqa: E402
-
-from .conftest import LFW  # noqa: E402
+from tests.helpers import LFW  # noqa: E402
 
 ANFE = str(Path(sys.executable).with_name("anfe"))
 

@@ -1,0 +1,87 @@
+"""Helpers shared by the tests: where the real data is, and a live ``anfe serve``.
+
+Fixtures live in ``conftest.py``; plain functions and constants that test modules import live
+here, so no test imports from ``conftest``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ANFE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
+LFW = DATA / "lfw"
+UTKFACE = DATA / "utkface"
+TRAIN_PER_GENDER = 60  # images per gender of the session's small centroid set g_60
+
+
+def missing_data() -> list[Path]:
+    """The label files of ../shared/data that are not there (empty when the data is present)."""
+    return [p for p in (LFW / "labels.csv", UTKFACE / "labels.csv") if not p.is_file()]
+
+
+def require_data() -> None:
+    """Fail the calling test with one clear message when the real photos are missing."""
+    missing = missing_data()
+    if missing:
+        pytest.fail(
+            f"test data not found: {', '.join(map(str, missing))}. This test needs the real "
+            "photos of ../shared/data (lfw/ and utkface/) beside the repository, or "
+            "ANFE_TEST_DATA pointing at such a folder.",
+            pytrace=False,
+        )
+
+
+def read_labels(root: Path) -> list[dict[str, str]]:
+    """The rows of ``root/labels.csv``."""
+    with open(root / "labels.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(db: str, log: Path, *args: str, env: dict | None = None) -> Iterator[str]:
+    """Start ``anfe serve`` with one detection worker; yield its base URL once it answers."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "centroids.cli", "serve", "--db", db, "--port", str(port)]
+    cmd += ["--cpu-workers", "1", "--log-level", "warning", *args]
+    full_env = {**os.environ, "ANFE_REFRESH_SECONDS": "0.5", **(env or {})}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240  # start-up on a busy 2-core machine, not a speed test
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"anfe serve exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                requests.get(base + "/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"anfe serve did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
