@@ -5,7 +5,7 @@ Each entry of :func:`classifiers` is a :class:`Method`: a name and a factory for
 Nearest centroid (the paper's rule) comes first; the baselines of the related work ("ArcFace
 knows the gender, too!", Table 1) follow and need scikit-learn (the ``bench`` extra): logistic
 regression, linear SVM, RBF SVM and 1-nearest-neighbour with cosine distance. To compare another
-classifier, add a :class:`Method` to the list. The centroid modes of issue #8 are not listed here:
+classifier, add a :class:`Method` to the list. The centroid modes are not listed here:
 they are stored sets with a calibrated confidence, scored beside these rows by
 :mod:`bench.modes` (``anfe bench --modes``).
 """

@@ -25,7 +25,7 @@ EXAMPLES = """examples:
       --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \\
       --sizes 100,300,1000 --mask --db .anfe/bench-db --out bench-out/
 
-  # issue #8: every centroid mode next to the paper's rule and the baselines, held-out UTKFace
+  # every centroid mode next to the paper's rule and the baselines, held-out UTKFace
   # adults only, with intervals, worst race group, calibration and risk-coverage tables
   anfe bench --train ../shared/data/utkface --cropped --min-age 18 \\
       --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \\
@@ -185,10 +185,11 @@ def _run_bench(args: argparse.Namespace) -> int:
         embedding=EmbeddingSettings(model=args.landmarks, jitters=args.jitters),
     )
     with Store(args.db or default_uri()) as store:
-        results, arrays = run.run(cfg, store)
+        result = run.run(cfg, store)
+    results = result.results
     results["command"] = command_line(args)
     results["elapsed_s"] = time.perf_counter() - t0
-    paths = report.write_all(results, arrays, args.out)
+    paths = report.write_all(result, args.out)
     for t in results["tests"]:
         last = t["sizes"][-1]
         s = last["scores"]

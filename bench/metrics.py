@@ -156,7 +156,7 @@ def _group_sort_key(value: str) -> tuple:
     return (0, int(head), value) if head.isdigit() else (1, 0, value)
 
 
-# -- intervals, calibration and abstention (issue #8) ----------------------------------------------
+# -- intervals, calibration and abstention ---------------------------------------------------------
 
 BOOTSTRAP_SAMPLES = 1000
 RISK_FRACTIONS = (0.0, 0.01, 0.05, 0.10)

@@ -1,6 +1,6 @@
 """Score centroid modes and baselines with intervals, worst groups, calibration and abstention.
 
-For issue #8 the benchmark puts every centroid mode (``g_N-<mode>``, see :mod:`centroids.model`)
+The benchmark puts every centroid mode (``g_N-<mode>``, see :mod:`centroids.model`)
 next to the paper's rule and the baseline classifiers, on the same test faces:
 
 - balanced accuracy with a 95% bootstrap interval, over persons where every test face names its

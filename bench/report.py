@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from bench import masks
 from bench.metrics import BOOTSTRAP_SAMPLES
+from bench.run import BenchResult
 from centroids.errors import InvalidParameter
 
 FILES = ("results.json", "results.md", "accuracy_vs_size.png", "distances.png")
@@ -345,7 +348,7 @@ def group_rows(modes: list[dict[str, Any]], methods: list[dict[str, Any]], colum
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue #8's targets for every mode: gap to the RBF SVM, worst race group, ECE."""
+    """The targets of every centroid mode: gap to the RBF SVM, worst race group, ECE."""
     out: dict[str, dict[str, Any]] = {}
     for t in results["tests"]:
         for size, modes in t.get("modes", {}).items():
@@ -389,7 +392,7 @@ def targets_md(results: dict[str, Any]) -> list[str]:
         )
     if not rows:
         return []
-    lines = ["## Issue #8 targets", ""]
+    lines = ["## Targets of the centroid modes", ""]
     lines += _table(
         [
             "set", "points below RBF SVM", "within 0.3", "worst race (held-out)", ">= 95 %",
@@ -440,13 +443,13 @@ def plot_reliability(results: dict[str, Any], path: Path) -> bool:
     panels = [(t, size, m) for t in results["tests"] for size, m in t.get("modes", {}).items()]
     if not panels:
         return False
-    import matplotlib
+    with _panels(len(panels), 4.5, path) as axes:
+        _plot_reliability(axes, panels)
+    return True
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
-    for ax, (t, size, modes) in zip(axes[0], panels, strict=True):
+def _plot_reliability(axes: list, panels: list) -> None:
+    for ax, (t, size, modes) in zip(axes, panels, strict=True):
         ax.plot([0.5, 1], [0.5, 1], color="grey", lw=1, ls=":", label="perfect calibration")
         for m in modes:
             rel = m["reliability"]
@@ -463,85 +466,88 @@ def plot_reliability(results: dict[str, Any], path: Path) -> bool:
         ax.set_xlim(0.5, 1.0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     """Accuracy on women and on men against centroid size, one panel per test set (Figure 5)."""
-    import matplotlib
+    with _panels(len(results["tests"]), 4, path) as axes:
+        for ax, t in zip(axes, results["tests"], strict=True):
+            _plot_accuracy(ax, t)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    tests = results["tests"]
-    fig, axes = plt.subplots(1, len(tests), figsize=(5.5 * len(tests), 4), squeeze=False)
-    for ax, t in zip(axes[0], tests, strict=True):
-        sizes = [e["per_gender"] for e in t["sizes"]]
-        for key, label, colour in (
-            ("accuracy_female", "women", "tab:red"),
-            ("accuracy_male", "men", "tab:blue"),
-        ):
-            ys = [_nan(e["scores"][key]) for e in t["sizes"]]
-            ax.plot(sizes, ys, "o-", color=colour, label=label)
-            if all("masked" in e for e in t["sizes"]):
-                ym = [_nan(e["masked"]["scores"][key]) for e in t["sizes"]]
-                ax.plot(sizes, ym, "s--", color=colour, alpha=0.6, label=f"{label}, masked")
-        ax.set_xscale("log")
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.set_xlabel("images per gender in the centroid")
-        ax.set_ylabel("accuracy")
-        ax.set_title(t["name"])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _plot_accuracy(ax: Any, t: dict[str, Any]) -> None:
+    sizes = [e["per_gender"] for e in t["sizes"]]
+    for key, label, colour in (
+        ("accuracy_female", "women", "tab:red"),
+        ("accuracy_male", "men", "tab:blue"),
+    ):
+        ys = [_nan(e["scores"][key]) for e in t["sizes"]]
+        ax.plot(sizes, ys, "o-", color=colour, label=label)
+        if all("masked" in e for e in t["sizes"]):
+            ym = [_nan(e["masked"]["scores"][key]) for e in t["sizes"]]
+            ax.plot(sizes, ym, "s--", color=colour, alpha=0.6, label=f"{label}, masked")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("images per gender in the centroid")
+    ax.set_ylabel("accuracy")
+    ax.set_title(t["name"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def plot_distances(results: dict[str, Any], distances: dict[str, Any], path: Path) -> None:
     """Histograms of the distance to the predicted centroid, right vs wrong (Figure 7)."""
+    with _panels(len(results["tests"]), 4, path) as axes:
+        for ax, t in zip(axes, results["tests"], strict=True):
+            _plot_distances(ax, t, distances)
+
+
+def _plot_distances(ax: Any, t: dict[str, Any], distances: dict[str, Any]) -> None:
+    n = t["sizes"][-1]["per_gender"]
+    arr = distances[t["name"]][n]
+    d, right = np.asarray(arr["distance"]), np.asarray(arr["right"], dtype=bool)
+    bins = np.linspace(float(d.min()), float(d.max()) + 1e-9, 40)
+    # densities, so the few wrong answers show their shape beside the many right ones
+    for mask, colour, label in ((right, "tab:green", "right"), (~right, "tab:red", "wrong")):
+        if mask.any():
+            ax.hist(
+                d[mask], bins=bins, density=True, alpha=0.55, color=colour,
+                label=f"{label} ({int(mask.sum())}, mean {d[mask].mean():.3f})",
+            )  # fmt: skip
+    ax.set_xlabel(f"distance to the predicted centroid (g_{n})")
+    ax.set_ylabel("density")
+    ax.set_title(t["name"])
+    ax.legend(fontsize=8)
+
+
+@contextmanager
+def _panels(n: int, height: float, path: Path) -> Iterator[list]:
+    """The one plotting set-up: ``n`` panels side by side, saved to ``path`` as PNG on exit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tests = results["tests"]
-    fig, axes = plt.subplots(1, len(tests), figsize=(5.5 * len(tests), 4), squeeze=False)
-    for ax, t in zip(axes[0], tests, strict=True):
-        n = t["sizes"][-1]["per_gender"]
-        arr = distances[t["name"]][n]
-        d, right = np.asarray(arr["distance"]), np.asarray(arr["right"], dtype=bool)
-        bins = np.linspace(float(d.min()), float(d.max()) + 1e-9, 40)
-        # densities, so the few wrong answers show their shape beside the many right ones
-        for mask, colour, label in ((right, "tab:green", "right"), (~right, "tab:red", "wrong")):
-            if mask.any():
-                ax.hist(
-                    d[mask], bins=bins, density=True, alpha=0.55, color=colour,
-                    label=f"{label} ({int(mask.sum())}, mean {d[mask].mean():.3f})",
-                )  # fmt: skip
-        ax.set_xlabel(f"distance to the predicted centroid (g_{n})")
-        ax.set_ylabel("density")
-        ax.set_title(t["name"])
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, height), squeeze=False)
+    try:
+        yield list(axes[0])
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _nan(x: float | None) -> float:
     return float("nan") if x is None else x
 
 
-def write_all(results: dict[str, Any], arrays: dict[str, Any], out: Path) -> list[Path]:
-    """Write the four output files into ``out``; return their paths."""
+def write_all(result: BenchResult, out: Path) -> list[Path]:
+    """Write the output files of a run into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    data = clean(results)
+    data = clean(result.results)
     for t in data["tests"]:  # histogram figures of the distance plot, kept in the json too
         n = t["sizes"][-1]["per_gender"]
-        arr = arrays["distances"][t["name"]][n]
+        arr = result.distances[t["name"]][n]
         d, right = np.asarray(arr["distance"]), np.asarray(arr["right"], dtype=bool)
         edges = np.linspace(float(d.min()), float(d.max()) + 1e-9, 21)
         t["distance_histogram"] = {
@@ -550,17 +556,16 @@ def write_all(results: dict[str, Any], arrays: dict[str, Any], out: Path) -> lis
             "right": np.histogram(d[right], edges)[0].tolist(),
             "wrong": np.histogram(d[~right], edges)[0].tolist(),
         }
-    distances = arrays["distances"]
     paths = [out / f for f in FILES]
     tmp = paths[0].with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
     tmp.replace(paths[0])
     paths[1].write_text(markdown(data))
     plot_accuracy(data, paths[2])
-    plot_distances(data, distances, paths[3])
+    plot_distances(data, result.distances, paths[3])
     if plot_reliability(data, out / "reliability.png"):
         paths.append(out / "reliability.png")
-    jobs = [j for js in arrays.get("mask_jobs", {}).values() for j in js]
+    jobs = [j for js in result.mask_jobs.values() for j in js]
     if jobs and masks.save_examples(jobs, out / "mask_examples.png"):
         paths.append(out / "mask_examples.png")
     return paths

@@ -12,7 +12,8 @@ When a test folder is the train folder, it is split: by person where persons are
 image content, so exact duplicate images stay on one side. Persons present in both train and test
 sets are found by name and reported, since a score on faces seen in training is not a gender score.
 
-The result is one plain dict (see :func:`run`), written out by :mod:`bench.report`.
+:func:`run` goes through named phases (read and split, build, embed the tests, masks, score)
+and returns a :class:`BenchResult`, written out by :mod:`bench.report`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from bench import baselines, masks, metrics, modes
 from centroids import datasets
-from centroids.build import BuildSpec, build, centroid_id, draw_order, sample, set_id
+from centroids.build import BuildReport, BuildSpec, Sample, build, draw_order, sample, set_id
 from centroids.errors import DatasetError, InvalidParameter
 from centroids.extract import Embedded, embed_paths
 from centroids.faces import EmbeddingSettings
@@ -59,7 +60,7 @@ class BenchConfig:
     baselines: str = "largest"
     baseline_cap: int = 5000  # baselines train on at most this many images per gender
     mask: bool = False
-    modes: list[str] = field(default_factory=list)  # centroid modes compared (issue #8)
+    modes: list[str] = field(default_factory=list)  # centroid modes compared
     mode_params: dict[str, Any] = field(default_factory=dict)  # k, shrinkage
     balance_by: str | None = None  # labels.csv column whose groups contribute equally to draws
     test_min_age: int | None = None  # score only test faces of this age or older (where known)
@@ -384,23 +385,87 @@ def _unique_name(path: Path, taken: set[str], split_from_train: bool) -> str:
     return name
 
 
-def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the benchmark; return ``(results, arrays)``.
+@dataclass
+class TrainSide:
+    """The train folder as read, and split when a test folder is the same folder."""
 
-    ``results`` is everything ``results.json`` holds; ``arrays["distances"]`` holds, per test
-    set and size, the distance to the predicted centroid and whether the answer was right (for the
-    Figure 7 histograms); ``arrays["mask_jobs"]`` the masked faces, per test set.
+    layout: str
+    all_items: list[datasets.Item]  # every image of the folder
+    items: list[datasets.Item]  # the train side of the split (all of them without a split)
+    pool: list[datasets.Item]  # the train side, adults only with ``min_age``
+    held_out: list[datasets.Item] | None  # the test side of the split
+    split_info: dict[str, Any] | None
+
+
+@dataclass
+class TrainedSets:
+    """The centroid sets built (or reused) and the sample of train faces they were built from."""
+
+    spec: BuildSpec
+    report: BuildReport
+    sizes: list[int]  # the sizes the train side could fill
+    suffix: str | None  # of the set ids: ``g_N-<suffix>``
+    drawn: dict[str, Sample]
+    used_items: list[datasets.Item]
+    used_hashes: set[str]
+
+    def set_id(self, n: int, mode: str = "centroid") -> str:
+        return set_id(n, mode, self.suffix)
+
+
+@dataclass
+class Scores:
+    """The scores of every test set, by name, and the distances behind the Figure 7 histograms."""
+
+    per_test: dict[str, dict[str, Any]]
+    distances: dict[str, Any]
+    modes: list[str]  # the modes scored beside the paper's (empty without ``--modes``)
+
+
+@dataclass
+class BenchResult:
+    """What a run gives: ``results.json``'s content, the distances and the masked faces.
+
+    ``distances`` holds, per test set and size, the distance to the predicted centroid and whether
+    the answer was right; ``mask_jobs`` the masked faces, per test set.
     """
+
+    results: dict[str, Any]
+    distances: dict[str, Any]
+    mask_jobs: dict[str, list[masks.MaskJob]]
+
+
+def run(cfg: BenchConfig, store: Store, log=print) -> BenchResult:
+    """Run the benchmark, phase by phase (each phase's time goes into ``timings_s``)."""
     cfg.check()
     methods = baselines.classifiers(baselines=cfg.baselines != "none")  # scikit-learn check first
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     cached_before = store.count_embeddings()
-    settings = cfg.embedding
-    train_settings = replace(settings, cropped=cfg.cropped)
 
-    # 1. read and split
-    t0 = time.perf_counter()
+    def timed(name: str, phase, *args):
+        t0 = time.perf_counter()
+        out = phase(*args)
+        timings[name] = time.perf_counter() - t0
+        return out
+
+    train = timed("read_and_split", read_and_split, cfg, log)
+    trained = timed("build", build_sets, cfg, store, train, log)
+    tests = timed("embed_tests", embed_tests, cfg, store, train, trained, log)
+    if cfg.mask:
+        timed("masks", mask_tests, cfg, store, tests)
+    scores = timed("score", score_all, cfg, store, train, trained, tests, methods, log)
+    results = results_document(cfg, store, train, trained, tests, scores)
+    results["embedded_new"] = store.count_embeddings() - cached_before
+    results["embedded_new_train"] = trained.report.computed
+    results["timings_s"] = timings
+    results["elapsed_s"] = time.perf_counter() - t_start
+    mask_jobs = {ts.name: jobs_of(ts) for ts in tests if ts.masked is not None}
+    return BenchResult(results, scores.distances, mask_jobs)
+
+
+def read_and_split(cfg: BenchConfig, log=print) -> TrainSide:
+    """Read the train folder (and check the test folders); split it when it is also a test set."""
     train_root = cfg.train.resolve()
     train_layout = datasets.layout(cfg.train)
     for path in cfg.tests:  # a mistyped test folder fails now, not after the build
@@ -421,33 +486,31 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
             f"train and test are the same folder: split {how} into {len(train_items)} train and "
             f"{len(held_out)} test images (fraction {cfg.test_fraction}, seed {cfg.seed})"
         )
-    train_pool = datasets.adults(train_items, cfg.min_age) if cfg.min_age else train_items
-    timings["read_and_split"] = time.perf_counter() - t0
+    pool = datasets.adults(train_items, cfg.min_age) if cfg.min_age else train_items
+    return TrainSide(train_layout, all_train, train_items, pool, held_out, split_info)
 
-    # 2. build (or reuse) every g_N through the builder
-    t0 = time.perf_counter()
+
+def build_sets(cfg: BenchConfig, store: Store, train: TrainSide, log=print) -> TrainedSets:
+    """Build (or reuse) every ``g_N`` through the builder, and draw the sample they hold."""
     suffix = (
         "-".join(
-            p for p in (SPLIT_SUFFIX if split_info else None, _balance_suffix(cfg.balance_by)) if p
+            p for p in (SPLIT_SUFFIX if train.split_info else None, _balance_suffix(cfg.balance_by))
+            if p
         )
         or None
-    )
+    )  # fmt: skip
     log(f"building centroid sets from {cfg.train} in {describe_uri(store.uri)}")
-
-    def indented(msg: str) -> None:
-        log("  " + msg)
-
     spec = BuildSpec(
         cfg.train,
         list(cfg.sizes),
-        train_settings,
+        replace(cfg.embedding, cropped=cfg.cropped),
         seed=cfg.seed,
         min_age=cfg.min_age,
         balance_by=cfg.balance_by,
         id_suffix=suffix,
-        items=train_items,
+        items=train.items,
     )
-    report = build(spec, store, jobs=cfg.jobs, progress=cfg.progress, log=indented)
+    report = build(spec, store, jobs=cfg.jobs, progress=cfg.progress, log=_indented(log))
     sizes = [n for n in sorted(set(cfg.sizes)) if n not in report.skipped]
     if not sizes:
         raise DatasetError(
@@ -455,9 +518,9 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
             + "; ".join(report.skipped.values())
         )
     drawn = sample(
-        train_pool,
+        train.pool,
         max(cfg.sizes),
-        train_settings,
+        spec.settings,
         store,
         seed=cfg.seed,
         jobs=cfg.jobs,
@@ -467,18 +530,23 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
     largest = max(sizes)
     used_items = drawn["female"].items[:largest] + drawn["male"].items[:largest]
     used_hashes = set(drawn["female"].hashes[:largest] + drawn["male"].hashes[:largest])
-    timings["build"] = time.perf_counter() - t0
-    computed = report.computed
+    return TrainedSets(spec, report, sizes, suffix, drawn, used_items, used_hashes)
 
-    # 3. embed the test sets
-    t0 = time.perf_counter()
+
+def embed_tests(
+    cfg: BenchConfig, store: Store, train: TrainSide, trained: TrainedSets, log=print
+) -> list[TestSet]:
+    """Embed every test set (cached) and check which of its persons the train sample holds."""
+    train_root = cfg.train.resolve()
     tests: list[TestSet] = []
     taken: set[str] = set()
     for path in cfg.tests:
         from_train = path.resolve() == train_root
-        items = held_out if from_train else datasets.read_dataset(path)
+        items = train.held_out if from_train else datasets.read_dataset(path)
         items = limit_per_gender(items, cfg.test_per_gender, cfg.seed, cfg.test_min_age)
-        ts_settings = replace(settings, cropped=cfg.cropped if from_train else cfg.test_cropped)
+        ts_settings = replace(
+            cfg.embedding, cropped=cfg.cropped if from_train else cfg.test_cropped
+        )
         name = _unique_name(path, taken, from_train)
         embedded = embed_paths(
             [it.path for it in items],
@@ -500,38 +568,47 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         )
         if not ts.usable:
             raise DatasetError(f"test set {name!r} has no image with exactly one face")
-        ts.overlap = person_overlap(used_items, [items[i] for i in ts.usable])
-        ts.overlap["identical_images"] = len(used_hashes & {embedded[i].sha256 for i in ts.usable})
+        ts.overlap = person_overlap(trained.used_items, [items[i] for i in ts.usable])
+        ts.overlap["identical_images"] = len(
+            trained.used_hashes & {embedded[i].sha256 for i in ts.usable}
+        )
         _log_overlap(ts, log)
         tests.append(ts)
-    timings["embed_tests"] = time.perf_counter() - t0
+    return tests
 
-    # 4. masked copies
-    if cfg.mask:
-        t0 = time.perf_counter()
-        for ts in tests:
-            ts.masked = masks.masked_embeddings(
-                jobs_of(ts), ts.settings, store, workers=cfg.jobs or 1, progress=cfg.progress
+
+def mask_tests(cfg: BenchConfig, store: Store, tests: list[TestSet]) -> None:
+    """Embed masked copies of every scored test face (cached) into ``ts.masked``."""
+    for ts in tests:
+        ts.masked = masks.masked_embeddings(
+            jobs_of(ts), ts.settings, store, workers=cfg.jobs or 1, progress=cfg.progress
+        )
+        lost = sum(1 for m in ts.masked if not m.usable)
+        if lost:
+            raise DatasetError(
+                f"{lost} images of test set {ts.name!r} could not be read again for masking "
+                "(changed or removed during the run); rerun to score them"
             )
-            lost = sum(1 for m in ts.masked if not m.usable)
-            if lost:
-                raise DatasetError(
-                    f"{lost} images of test set {ts.name!r} could not be read again for masking "
-                    "(changed or removed during the run); rerun to score them"
-                )
-        timings["masks"] = time.perf_counter() - t0
 
-    # 5. score every size, then the classifiers of the comparison
-    t0 = time.perf_counter()
-    arrays: dict[str, Any] = {ts.name: {} for ts in tests}
-    mask_jobs = {ts.name: jobs_of(ts) for ts in tests if ts.masked is not None}
+
+def score_all(
+    cfg: BenchConfig,
+    store: Store,
+    train: TrainSide,
+    trained: TrainedSets,
+    tests: list[TestSet],
+    methods: list[baselines.Method],
+    log=print,
+) -> Scores:
+    """Score every size on every test set, then the modes and classifiers of the comparison."""
+    distances: dict[str, Any] = {ts.name: {} for ts in tests}
     per_test: dict[str, dict[str, Any]] = {ts.name: {"sizes": [], "methods": {}} for ts in tests}
-    for n in sizes:
-        cs = CentroidSet.from_doc(store.get_centroids(centroid_id(n, suffix)))
+    for n in trained.sizes:
+        cs = CentroidSet.from_doc(store.get_centroids(trained.set_id(n)))
         for ts in tests:
             entry, arr = _score_size(ts, cs)
             per_test[ts.name]["sizes"].append(entry)
-            arrays[ts.name][n] = arr
+            distances[ts.name][n] = arr
     for scored in per_test.values():  # the paper tests its best size on FaceScrub
         best = max(scored["sizes"], key=lambda e: e["scores"]["balanced_accuracy"])
         scored["best_size"] = {
@@ -539,18 +616,18 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
             "centroid_id": best["centroid_id"],
             "balanced_accuracy": best["scores"]["balanced_accuracy"],
         }
-    compared = comparison_sizes(sizes, cfg.baselines, cfg.baseline_cap)
+    compared = comparison_sizes(trained.sizes, cfg.baselines, cfg.baseline_cap)
     other_modes = [m for m in cfg.modes if m != "centroid"]
     if other_modes:  # the modes, fitted on the very sample of each compared size
         log(f"fitting modes {', '.join(other_modes)} at {', '.join(map(str, compared))}")
-        mode_spec = replace(spec, sizes=compared, modes=other_modes, params=cfg.mode_params)
-        mode_report = build(mode_spec, store, jobs=cfg.jobs, progress=False, log=indented)
-        report.built += mode_report.built
-        report.unchanged += mode_report.unchanged
+        mode_spec = replace(trained.spec, sizes=compared, modes=other_modes, params=cfg.mode_params)
+        mode_report = build(mode_spec, store, jobs=cfg.jobs, progress=False, log=_indented(log))
+        trained.report.built += mode_report.built
+        trained.report.unchanged += mode_report.unchanged
     if cfg.modes:
         for n in compared:
             sets = [
-                CentroidSet.from_doc(store.get_centroids(set_id(n, mode, suffix)))
+                CentroidSet.from_doc(store.get_centroids(trained.set_id(n, mode)))
                 for mode in ["centroid", *other_modes]
             ]
             for ts in tests:
@@ -560,6 +637,7 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
                 per_test[ts.name].setdefault("modes", {})[str(n)] = [
                     modes.score_mode(cs, X, y, extras, clusters, cfg.seed) for cs in sets
                 ]
+    drawn = trained.drawn
     for n in compared:
         train_x = np.stack(drawn["female"].vectors[:n] + drawn["male"].vectors[:n])
         train_y = np.array(["female"] * n + ["male"] * n)
@@ -567,28 +645,39 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
         rows = _compare_methods(methods, train_x, train_y, tests, log, cfg.progress, cfg.seed)
         for name, r in rows.items():
             per_test[name]["methods"][str(n)] = r
-    timings["score"] = time.perf_counter() - t0
+    return Scores(per_test, distances, ["centroid", *other_modes] if cfg.modes else [])
 
-    results = {
+
+def results_document(
+    cfg: BenchConfig,
+    store: Store,
+    train: TrainSide,
+    trained: TrainedSets,
+    tests: list[TestSet],
+    scores: Scores,
+) -> dict[str, Any]:
+    """The content of ``results.json`` (the run adds its counts and timings)."""
+    report, pool = trained.report, train.pool
+    return {
         "settings": cfg.describe(),
         "database": describe_uri(store.uri),
         "versions": versions(),
         "machine": machine(),
         "train": {
             "path": str(cfg.train),
-            "layout": train_layout,
-            "embedding": train_settings.describe(),
-            "images": len(all_train),
-            "split": split_info,
-            "images_after_split": len(train_items),
-            "images_after_min_age": len(train_pool),
-            "pool_by_gender": {g: sum(it.gender == g for it in train_pool) for g in GENDERS},
+            "layout": train.layout,
+            "embedding": trained.spec.settings.describe(),
+            "images": len(train.all_items),
+            "split": train.split_info,
+            "images_after_split": len(train.items),
+            "images_after_min_age": len(pool),
+            "pool_by_gender": {g: sum(it.gender == g for it in pool) for g in GENDERS},
             "tally": {g: asdict(t) for g, t in report.tally.items()},
-            "persons_used": len({it.person for it in used_items if it.person}),
-            "sizes_built": sizes,
+            "persons_used": len({it.person for it in trained.used_items if it.person}),
+            "sizes_built": trained.sizes,
             "sizes_skipped": {str(k): v for k, v in report.skipped.items()},
-            "centroid_ids": [centroid_id(n, suffix) for n in sizes],
-            "modes": ["centroid", *other_modes] if cfg.modes else [],
+            "centroid_ids": [trained.set_id(n) for n in trained.sizes],
+            "modes": scores.modes,
             "balance_by": cfg.balance_by,
             "built": report.built,
             "reused": report.unchanged,
@@ -603,16 +692,20 @@ def run(cfg: BenchConfig, store: Store, log=print) -> tuple[dict[str, Any], dict
                 "counts": ts.counts(),
                 "overlap": ts.overlap,
                 "masked": ts.masked is not None,
-                **per_test[ts.name],
+                **scores.per_test[ts.name],
             }
             for ts in tests
         ],
-        "embedded_new": store.count_embeddings() - cached_before,
-        "embedded_new_train": computed,
-        "timings_s": timings,
     }
-    results["elapsed_s"] = time.perf_counter() - t_start
-    return results, {"distances": arrays, "mask_jobs": mask_jobs}
+
+
+def _indented(log):
+    """``log`` with every line indented, for the builder's lines inside the benchmark's."""
+
+    def indented(msg: str) -> None:
+        log("  " + msg)
+
+    return indented
 
 
 def _log_overlap(ts: TestSet, log) -> None:

@@ -1,8 +1,9 @@
 """The ``anfe`` command: ``build``, ``predict``, ``centroids`` here; other packages add theirs.
 
-Subcommands of other packages (``serve`` from app, ``scrape`` and ``clean`` from scraper, ``bench``)
-are found through the ``anfe.commands`` entry-point group: each entry is a function
-``register(subparsers)`` that adds one parser with ``func`` set. So this module imports none of them.
+Subcommands of other packages (``serve`` of the service, ``scrape`` and ``clean`` of the scraper,
+``bench`` of the benchmark) are found through the ``anfe.commands`` entry-point group: each entry
+is a function ``register(subparsers)`` that adds one parser with ``func`` set. So this module
+imports none of them.
 
 Errors print one line ``anfe: error: <message>`` and exit with the error's code (2 bad usage,
 3 bad image, 4 centroids missing, 5 database unavailable, 130 interrupted).
@@ -153,9 +154,7 @@ def _run_build(args: argparse.Namespace) -> int:
 
         check_address(args.dask)
     with open_store(args) as store:
-        report = build(
-            spec, store, jobs=args.jobs, progress=not args.no_progress, dask=args.dask
-        )
+        report = build(spec, store, jobs=args.jobs, progress=not args.no_progress, dask=args.dask)
     for g, t in report.tally.items():
         print(
             f"{g}: {t.examined} examined, {t.usable} usable, {t.no_face} no face, "

@@ -28,6 +28,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 800
 ENCODER_NAME = "dlib_face_recognition_resnet_model_v1"
 
+
 @dataclass(frozen=True)
 class EmbeddingSettings:
     """Everything that changes an embedding; part of every cache key and centroid document."""

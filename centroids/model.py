@@ -4,7 +4,7 @@ For an embedding x and centroids (f, m): d_f = ||x - f||, d_m = ||x - m||; the g
 nearer centroid (the paper's rule, exact: female when d_f < d_m, male otherwise). Every batch is
 classified as one matrix operation.
 
-Modes (issue "beyond the paper"): ``centroid`` is the paper's rule, kept exact. ``prototypes``
+Modes beyond the paper: ``centroid`` is the paper's rule, kept exact. ``prototypes``
 replaces each gender's single mean by k k-means prototypes and measures the distance to the nearest
 one; ``mahalanobis`` measures distances after whitening by the pooled within-gender covariance
 (Ledoit-Wolf shrinkage); ``mahalanobis-prototypes`` does both. Every mode keeps the gender means in

@@ -17,10 +17,12 @@ from PIL import Image
 
 from bench.report import FILES
 from centroids.cli import main
-from tests.conftest import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE
 
 SHARED_PERSON = "Ai_Sugiyama"
 PER_GENDER_TEST = 10
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_data")]
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -269,7 +271,7 @@ def test_test_min_age_leaves_out_the_children(modes_run, results):
 def test_modes_section_and_reliability_plot_are_written(modes_run):
     md = (modes_run["out"] / "results.md").read_text()
     assert "## Centroid modes and baselines: lfw (g_16 sample)" in md
-    assert "## Issue #8 targets" in md
+    assert "## Targets of the centroid modes" in md
     assert "`g_16-mahalanobis`" in md
     with Image.open(modes_run["out"] / "reliability.png") as img:
         assert img.format == "PNG" and img.width > 100

@@ -64,7 +64,7 @@ def test_distance_stats_split_right_from_wrong():
     [("0", "0-17"), ("17", "0-17"), ("18", "18-29"), ("44", "30-44"), ("59", "45-59"),
      ("60", "60+"), ("101", "60+"), ("", None), ("n/a", None)],
 )  # fmt: skip
-def test_age_bins_follow_the_issue_boundaries(age, expected):
+def test_age_bins_follow_the_documented_boundaries(age, expected):
     assert age_bin(age) == expected
 
 
