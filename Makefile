@@ -1,6 +1,6 @@
 # Two entry points, each creates .venv and installs what it needs on first use:
 #   make serve   serve POST /predict on http://127.0.0.1:8000 (embedded database, shipped centroids)
-#   make test    run the test suite (needs ../shared/data)
+#   make test    run the test suite (the tests on real photos need ../shared/data)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
