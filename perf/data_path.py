@@ -115,9 +115,8 @@ def main() -> int:
     with Store(str(db)) as store:
         t0 = time.perf_counter()
         with common.PeakRSS(__import__("os").getpid(), 0.05) as peak:
-            report = build_mod.build(
-                work / "data", sizes, store, settings, progress=False, log=lambda *_: None
-            )
+            spec = build_mod.BuildSpec(work / "data", sizes, settings)
+            report = build_mod.build(spec, store, progress=False, log=lambda *_: None)
         rows.append(
             [
                 f"anfe build sizes {','.join(map(str, sizes))} (all cached)",
