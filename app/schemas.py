@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,6 +24,14 @@ class Distances(BaseModel):
     male: float
 
 
+class Age(BaseModel):
+    """Estimated age in years, with an interval from held-out errors (see centroids/age.py)."""
+
+    value: float
+    low: float = Field(description="lower end of the interval (nominal coverage 90 %)")
+    high: float = Field(description="upper end of the interval")
+
+
 class Face(BaseModel):
     box: Box
     gender: str = Field(description="'female' or 'male': the nearer centroid")
@@ -32,6 +40,13 @@ class Face(BaseModel):
     confidence: float = Field(ge=0.5, le=1.0, description="calibrated from the margin")
     uncertain: bool = Field(description="margin below the set's threshold")
     in_range: bool = Field(description="distance within what training faces showed")
+    age: Age | None = Field(
+        description="estimated age; null only for a centroid set stored without an age model"
+    )
+    detection: Literal["first_pass", "second_pass"] = Field(
+        description="second_pass: found only on a copy with a margin around the picture "
+        "(tight crops)"
+    )
 
 
 class ImageSize(BaseModel):

@@ -18,7 +18,6 @@ and returns a :class:`BenchResult`, written out by :mod:`bench.report`.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import re
 import sys
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from bench import baselines, masks, metrics, modes
 from centroids import datasets
 from centroids.build import BuildReport, BuildSpec, Sample, build, draw_order, sample, set_id
+from centroids.datasets import normalise_name, split
 from centroids.errors import DatasetError, InvalidParameter
 from centroids.extract import Embedded, embed_paths
 from centroids.faces import EmbeddingSettings
@@ -94,41 +94,6 @@ class BenchConfig:
 
 
 # -- splitting and overlap -------------------------------------------------------------------------
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def group_key(item: datasets.Item) -> str:
-    """What must stay on one side of a split: the person, else the image content."""
-    if item.person:
-        return "person:" + normalise_name(item.person)
-    return "image:" + file_hash(item.path)
-
-
-def split(
-    items: list[datasets.Item], fraction: float, seed: int
-) -> tuple[list[datasets.Item], list[datasets.Item], str]:
-    """Split into (train, test, how): whole groups (persons, or identical images) go to a side.
-
-    A group goes to the test side when a seeded hash of its key falls below ``fraction``, so the
-    split of a group does not depend on which other images the folder holds.
-    """
-    by_person = all(it.person for it in items)
-    train, test = [], []
-    for it in items:
-        digest = hashlib.sha256(f"{seed}:{group_key(it)}".encode()).digest()
-        (test if int.from_bytes(digest[:8], "big") / 2**64 < fraction else train).append(it)
-    how = "by person" if by_person else "by image content (no persons known)"
-    if not train or not test:
-        raise DatasetError(f"splitting {len(items)} images left one side empty")
-    return train, test, how
-
-
-def normalise_name(name: str) -> str:
-    """``"Jennifer_Aniston"`` and ``"jennifer aniston"`` → ``"jennifer aniston"``."""
-    return re.sub(r"[\s_.\-]+", " ", name).strip().lower()
 
 
 def person_overlap(

@@ -20,8 +20,12 @@ from pathlib import Path
 
 from centroids import datasets, shipped
 from centroids.build import DEFAULT_SIZES, BuildSpec, build, parse_sizes
+from centroids.children import DEFAULT_EDGES
+from centroids.children import DEFAULT_METHOD as DEFAULT_CHILD_METHOD
+from centroids.children import METHODS as CHILD_METHODS
 from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, InvalidParameter
 from centroids.faces import EmbeddingSettings
+from centroids.fit_age import fit_onto
 from centroids.predict import predict_image
 from centroids.store import Store, default_uri, describe_uri
 
@@ -41,6 +45,9 @@ EXAMPLES_CENTROIDS = """examples:
   anfe centroids show g_5000
   anfe centroids delete g_1000
   anfe centroids seed        # add the shipped sets the database lacks
+  anfe centroids fit-age g_5000-mahalanobis --data ../shared/data/utkface --hold-out 0.2
+      # add an age model and a child policy, fitted on the folder's faces of all ages
+      # (without the benchmark's held-out side), to a stored set; its other fields stay
 """
 
 
@@ -174,8 +181,9 @@ def _register_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="classify the faces in an image or a folder of images",
-        description="Print, for every face, its box, the gender, the distance to each centroid "
-        "and the confidence.",
+        description="Print, for every face, its box, the gender, the distance to each centroid, "
+        "the confidence and the estimated age (with its interval). A face found only by the "
+        "second detection pass (a copy with a margin, for tight crops) is flagged second-pass.",
         epilog=EXAMPLES_PREDICT,
         formatter_class=_formatter,
     )
@@ -230,10 +238,18 @@ def _run_predict(args: argparse.Namespace) -> int:
             b = face["box"]
             flag = " uncertain" if face["uncertain"] else ""
             flag += "" if face["in_range"] else " out-of-range"
+            flag += " second-pass" if face["detection"] == "second_pass" else ""
+            age = face["age"]
+            age_text = (
+                ""
+                if age is None
+                else (f" age={age['value']:.0f} ({age['low']:.0f}-{age['high']:.0f})")
+            )
             print(
                 f"{path}: face {i} box=({b['top']},{b['right']},{b['bottom']},{b['left']}) "
                 f"{face['gender']} d_female={face['distances']['female']:.4f} "
-                f"d_male={face['distances']['male']:.4f} confidence={face['confidence']:.3f}{flag}"
+                f"d_male={face['distances']['male']:.4f} confidence={face['confidence']:.3f}"
+                f"{age_text}{flag}"
             )
     return 3 if failures == len(paths) else 0
 
@@ -241,12 +257,35 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _register_centroids(sub) -> None:
     p = sub.add_parser(
         "centroids",
-        help="list, show, delete or seed the stored centroid sets",
+        help="list, show, delete or seed the stored centroid sets; fit their age model",
         epilog=EXAMPLES_CENTROIDS,
         formatter_class=_formatter,
     )
-    p.add_argument("action", choices=["list", "show", "delete", "seed"])
-    p.add_argument("id", nargs="?", help="centroid set id, for show and delete")
+    p.add_argument("action", choices=["list", "show", "delete", "seed", "fit-age"])
+    p.add_argument("id", nargs="?", help="centroid set id, for show, delete and fit-age")
+    g = p.add_argument_group("fit-age")
+    g.add_argument("--data", type=Path, help="labelled folder with an age column in labels.csv")
+    g.add_argument(
+        "--hold-out",
+        type=float,
+        default=0.2,
+        help="leave out the benchmark's held-out side: its split fraction (default: "
+        "%(default)s; 0 uses every image)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="split and fold seed (default: 0)")
+    g.add_argument(
+        "--method",
+        choices=list(CHILD_METHODS),
+        default=DEFAULT_CHILD_METHOD,
+        help="how faces estimated young are answered (default: %(default)s; see children.py)",
+    )
+    g.add_argument(
+        "--edges",
+        default=",".join(f"{e:g}" for e in DEFAULT_EDGES),
+        help="estimated-age band edges of the child policy (default: %(default)s)",
+    )
+    g.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_db_option(p)
     p.set_defaults(func=_run_centroids)
 
@@ -277,6 +316,8 @@ def _run_centroids(args: argparse.Namespace) -> int:
                 f"anfe: error: `anfe centroids {args.action}` needs a centroid id", file=sys.stderr
             )
             return 2
+        if args.action == "fit-age":
+            return _fit_age(args, store)
         if args.action == "show":
             doc = store.get_centroids(args.id)
             print(json.dumps(doc, indent=2))
@@ -285,6 +326,50 @@ def _run_centroids(args: argparse.Namespace) -> int:
             raise CentroidsNotFound(f"no centroid set with id {args.id!r}")
         print(f"deleted {args.id}")
         return 0
+
+
+def parse_edges(text: str) -> tuple[float, ...]:
+    """``"4,13,18"`` → ``(4.0, 13.0, 18.0)``."""
+    try:
+        edges = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidParameter(f"--edges {text!r} is not a list of numbers") from None
+    if not edges:
+        raise InvalidParameter("--edges needs at least one age")
+    return edges
+
+
+def _fit_age(args: argparse.Namespace, store: Store) -> int:
+    if args.data is None:
+        raise InvalidParameter("`anfe centroids fit-age` needs --data FOLDER")
+    if not 0.0 <= args.hold_out < 1.0:
+        raise InvalidParameter("--hold-out must be in [0, 1)")
+    fitted = fit_onto(
+        store,
+        args.id,
+        args.data,
+        hold_out=args.hold_out or None,
+        seed=args.seed,
+        method=args.method,
+        edges=parse_edges(args.edges),
+        jobs=args.jobs,
+        progress=not args.no_progress,
+    )
+    age = fitted.age
+    print(
+        f"{args.id}: age model fitted on {age.held_out} faces (cross-fitted MAE "
+        f"{age.held_out_mae:.2f} years, {age.coverage:.0%} interval covers "
+        f"{age.held_out_coverage:.1%}); children: {fitted.children.method}"
+    )
+    lo = 0.0
+    for rule in fitted.children.rules:
+        t = rule.uncertain_below
+        print(
+            f"  estimated {lo:g}-{rule.below:g}: {rule.faces} faces, answered {rule.answered:.1%} "
+            f"(female answers from confidence {t['female']:.2f}, male from {t['male']:.2f})"
+        )
+        lo = rule.below
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:

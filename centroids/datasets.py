@@ -15,6 +15,8 @@ column there overrides what the folders say. Folders whose name starts with ``_`
 from __future__ import annotations
 
 import csv
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,3 +137,37 @@ def by_gender(items: list[Item]) -> dict[str, list[Item]]:
     for it in items:
         groups[it.gender].append(it)
     return groups
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def group_key(item: Item) -> str:
+    """What must stay on one side of a split: the person, else the image content."""
+    if item.person:
+        return "person:" + normalise_name(item.person)
+    return "image:" + file_hash(item.path)
+
+
+def split(items: list[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item], str]:
+    """Split into (train, test, how): whole groups (persons, or identical images) go to a side.
+
+    A group goes to the test side when a seeded hash of its key falls below ``fraction``, so the
+    split of a group does not depend on which other images the folder holds.
+    """
+    by_person = all(it.person for it in items)
+    train, test = [], []
+    for it in items:
+        digest = hashlib.sha256(f"{seed}:{group_key(it)}".encode()).digest()
+        (test if int.from_bytes(digest[:8], "big") / 2**64 < fraction else train).append(it)
+    how = "by person" if by_person else "by image content (no persons known)"
+    if not train or not test:
+        raise DatasetError(f"splitting {len(items)} images left one side empty")
+    return train, test, how
+
+
+def normalise_name(name: str) -> str:
+    """``"Jennifer_Aniston"`` and ``"jennifer aniston"`` → ``"jennifer aniston"``."""
+    return re.sub(r"[\s_.\-]+", " ", name).strip().lower()

@@ -26,6 +26,12 @@ ImageSource = str | Path | bytes | bytearray | memoryview
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 800
+# The second detection pass (tight crops): margins tried in turn, as a share of each side, and
+# their fill; chosen by the tight-crop figures of docs/results.md (`anfe bench --tight-crops`).
+SECOND_PASS_MARGINS = (0.2, 0.4)
+SECOND_PASS_FILL = "grey"
+SECOND_PASS_SMALL = 100  # padded copies smaller than this (pixels) get one more HOG upsampling
+MIN_INSIDE = 0.25  # a second-pass box must have this share of its area inside the picture
 ENCODER_NAME = "dlib_face_recognition_resnet_model_v1"
 
 
@@ -204,6 +210,51 @@ def detect(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE, upsample: int = 
         if right > left and bottom > top:
             boxes.append((top, right, bottom, left))
     return sorted(boxes, key=lambda b: (b[3], b[0]))
+
+
+def second_pass(
+    image: np.ndarray,
+    max_side: int = DEFAULT_MAX_SIDE,
+    upsample: int = 1,
+    margins: tuple[float, ...] = SECOND_PASS_MARGINS,
+    fill: str = SECOND_PASS_FILL,
+) -> tuple[list[Box], np.ndarray, list[Box]]:
+    """Detect again on copies with a margin around the picture, for tight crops.
+
+    When the face fills the picture (forehead or chin cut off), HOG's window does not fit and
+    :func:`detect` finds nothing. Each margin in ``margins`` (a share of the side, added on every
+    side) is tried in turn until a face is found: the copy is padded with ``fill`` (``"grey"``,
+    mid-grey; or a :func:`numpy.pad` mode such as ``"edge"``) and, when it is smaller than
+    :data:`SECOND_PASS_SMALL` pixels, HOG upsamples it once more. Only detected faces are
+    returned, never the whole picture, and a box mostly in the margin is dropped.
+
+    :param image: the RGB image in which :func:`detect` found no face
+    :return: ``(boxes, padded, padded_boxes)``: the boxes in ``image``'s coordinates (clipped to
+        it), the padded copy they were found on, and the same faces' unclipped boxes in that
+        copy, which is where they are encoded (empty lists and ``image`` when none is found)
+    """
+    h, w = image.shape[:2]
+    for margin in margins:
+        py, px = round(h * margin), round(w * margin)
+        pads = ((py, py), (px, px), (0, 0))
+        if fill == "grey":
+            padded = np.pad(image, pads, mode="constant", constant_values=128)
+        else:
+            padded = np.pad(image, pads, mode=fill)
+        extra = 1 if max(padded.shape[:2]) < SECOND_PASS_SMALL else 0
+        boxes, padded_boxes = [], []
+        for box in detect(padded, max_side, upsample + extra):
+            top, bottom, left, right = box[0] - py, box[2] - py, box[3] - px, box[1] - px
+            inside_h, inside_w = min(h, bottom) - max(0, top), min(w, right) - max(0, left)
+            if inside_h <= 0 or inside_w <= 0:
+                continue
+            if inside_h * inside_w < MIN_INSIDE * (bottom - top) * (right - left):
+                continue  # mostly in the margin: not a face of this picture
+            boxes.append((max(0, top), min(w, right), min(h, bottom), max(0, left)))
+            padded_boxes.append(box)
+        if boxes:
+            return boxes, padded, padded_boxes
+    return [], image, []
 
 
 def _shapes(image: np.ndarray, boxes: list[Box], model: str) -> list:

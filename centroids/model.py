@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from centroids.age import AgeEstimates, AgeModel
+from centroids.children import ChildPolicy
 from centroids.errors import InvalidParameter
 
 GENDERS = ("female", "male")
@@ -46,6 +48,7 @@ class Predictions:
     confidence: np.ndarray
     uncertain: np.ndarray
     in_range: np.ndarray
+    age: AgeEstimates | None = None  # when the set carries an age model
 
     def __len__(self) -> int:
         return len(self.gender)
@@ -59,6 +62,7 @@ class Predictions:
             "confidence": float(self.confidence[i]),
             "uncertain": bool(self.uncertain[i]),
             "in_range": bool(self.in_range[i]),
+            "age": None if self.age is None else self.age.record(i),
         }
 
 
@@ -119,6 +123,8 @@ class CentroidSet:
     prototypes: dict[str, np.ndarray] | None = None  # (k, 128) per gender
     prototype_counts: dict[str, list[int]] | None = None
     whitening: np.ndarray | None = None  # (128, 128): distances are ||W (x - c)||
+    age: AgeModel | None = None  # age estimate from the same embedding (centroids/age.py)
+    children: ChildPolicy | None = None  # answers for faces estimated young (children.py)
 
     @property
     def per_gender(self) -> int:
@@ -169,11 +175,16 @@ class CentroidSet:
         return out[0], out[1]
 
     def classify(self, x: np.ndarray) -> Predictions:
-        """Classify every row of ``x`` (shape (n, 128)) by the nearer centroid."""
+        """Classify every row of ``x`` (shape (n, 128)) by the nearer centroid.
+
+        With an age model the age is estimated too; with a child policy, faces estimated young
+        are then answered by it (see ``centroids/children.py``).
+        """
+        x = _as_matrix(x)
         d_f, d_m = self.distances(x)
         margin = np.abs(d_f - d_m)
         confidence = self.calibration.confidence(margin)
-        return Predictions(
+        preds = Predictions(
             gender=np.where(d_f < d_m, "female", "male"),
             d_female=d_f,
             d_male=d_m,
@@ -181,7 +192,11 @@ class CentroidSet:
             confidence=confidence,
             uncertain=margin < self.calibration.uncertain_below,
             in_range=np.minimum(d_f, d_m) <= self.max_distance,
+            age=None if self.age is None else self.age.predict(x),
         )
+        if self.children is not None and preds.age is not None:
+            self.children.apply(self, x, preds, preds.age.value)
+        return preds
 
     def to_doc(self) -> dict[str, Any]:
         """The database document (DESIGN.md, ``centroids`` collection)."""
@@ -203,6 +218,10 @@ class CentroidSet:
             doc["prototype_counts"] = dict(self.prototype_counts or {})
         if self.whitening is not None:
             doc["whitening"] = self.whitening.tolist()
+        if self.age is not None:
+            doc["age"] = self.age.to_doc()
+        if self.children is not None:
+            doc["children"] = self.children.to_doc()
         return doc
 
     @classmethod
@@ -233,6 +252,8 @@ class CentroidSet:
             whitening=(
                 np.asarray(doc["whitening"], dtype=np.float64) if doc.get("whitening") else None
             ),
+            age=AgeModel.from_doc(doc["age"]) if doc.get("age") else None,
+            children=ChildPolicy.from_doc(doc["children"]) if doc.get("children") else None,
         )
 
 

@@ -33,8 +33,10 @@ def predict_image(
     """Detect, encode and classify every face (largest first up to ``max_faces``).
 
     :return: ``{"image": {"width", "height"}, "faces": [...], "timings_ms": {...}}`` where each face
-        is ``{"box": {...}, "gender", "distances", "margin", "confidence", "uncertain", "in_range"}``
-        and faces are ordered left to right.
+        is ``{"box": {...}, "gender", "distances", "margin", "confidence", "uncertain", "in_range",
+        "age", "detection"}`` and faces are ordered left to right. ``detection`` is
+        ``"second_pass"`` for faces found only on a copy with a margin around the picture
+        (:func:`centroids.faces.second_pass`), ``"first_pass"`` otherwise.
     :raises ImageUndecodable, ImageTooLarge, UnsupportedImageType: for bad bytes
     """
     if not 1 <= max_faces <= 100:
@@ -44,11 +46,18 @@ def predict_image(
     image = faces.decode(faces.read_bytes(data, max_bytes), max_pixels)
     t1 = time.perf_counter()
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
+    detection, encode_on, encode_boxes = "first_pass", image, boxes
+    if not boxes:  # a tight crop: try again with a margin around the picture
+        boxes, encode_on, encode_boxes = faces.second_pass(
+            image, max_side or settings.max_side, settings.upsample
+        )
+        detection = "second_pass"
     if len(boxes) > max_faces:
-        boxes = sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]), reverse=True)
-        boxes = sorted(boxes[:max_faces], key=lambda b: (b[3], b[0]))
+        keep = sorted(range(len(boxes)), key=lambda i: _area(boxes[i]), reverse=True)[:max_faces]
+        keep.sort(key=lambda i: (boxes[i][3], boxes[i][0]))
+        boxes, encode_boxes = [boxes[i] for i in keep], [encode_boxes[i] for i in keep]
     t2 = time.perf_counter()
-    vectors = faces.encode(image, boxes, settings.jitters, settings.model)
+    vectors = faces.encode(encode_on, encode_boxes, settings.jitters, settings.model)
     t3 = time.perf_counter()
     out_faces = []
     if boxes:
@@ -56,6 +65,7 @@ def predict_image(
         for i, (top, right, bottom, left) in enumerate(boxes):
             rec = {"box": {"top": top, "right": right, "bottom": bottom, "left": left}}
             rec.update(preds.record(i))
+            rec["detection"] = detection
             out_faces.append(rec)
     t4 = time.perf_counter()
     return {
@@ -69,3 +79,8 @@ def predict_image(
             "classify": round((t4 - t3) * 1000, 2),
         },
     }
+
+
+def _area(box: faces.Box) -> int:
+    top, right, bottom, left = box
+    return (bottom - top) * (right - left)

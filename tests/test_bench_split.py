@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import limit_per_gender, person_overlap, split
-from centroids.datasets import read_dataset
+from bench.run import limit_per_gender, person_overlap
+from centroids.datasets import read_dataset, split
 from tests.helpers import LFW, UTKFACE
 
 pytestmark = pytest.mark.usefixtures("real_data")
