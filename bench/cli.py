@@ -12,6 +12,7 @@ from centroids.build import parse_sizes
 from centroids.cli import add_mode_options, mode_params
 from centroids.errors import InvalidParameter
 from centroids.faces import EmbeddingSettings
+from centroids.shipped import DEFAULT_CENTROIDS
 from centroids.store import Store, default_uri
 
 EXAMPLES = """examples:
@@ -34,6 +35,12 @@ EXAMPLES = """examples:
 
   # the same with race-balanced training draws (sets stored as g_N-split-by-race-<mode>)
   anfe bench ... --modes centroid,mahalanobis --balance-by race --out bench-modes-race/
+
+  # age estimate and children's answers of the shipped default (fitted on the train side of
+  # UTKFace, all ages, scored on its held-out side), and faces found in tight LFW crops
+  anfe bench --train ../shared/data/utkface --min-age 18 --sizes 1000 \
+      --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \
+      --ages --tight-crops 0.1,0.15 --db .anfe/bench-db --out bench-ages/
 
 Embeddings are cached in the database (--db), so a second run computes none and is fast.
 A test folder equal to --train is split (by person when persons are known) and said so.
@@ -115,6 +122,25 @@ def register(subparsers) -> None:
         default=None,
         help="score only test faces with labels.csv age >= this (faces without an age are kept)",
     )
+    p.add_argument(
+        "--ages",
+        action="store_true",
+        help="fit the age model and every child policy on the train side (all ages) and score "
+        "them on the held-out side: age error by band, answers by age band and gender",
+    )
+    p.add_argument(
+        "--tight-crops",
+        default="",
+        metavar="FRACTIONS",
+        help="crop the test photos this share inside HOG's box (e.g. 0.1,0.15) and report the "
+        "faces found with and without the second detection pass",
+    )
+    p.add_argument(
+        "--centroids",
+        default=DEFAULT_CENTROIDS,
+        help="stored set that --ages and --tight-crops score (default: %(default)s, seeded "
+        "from the shipped sets when missing)",
+    )
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
     p.add_argument("--landmarks", choices=["small", "large"], default="small")
@@ -131,7 +157,7 @@ def command_line(args: argparse.Namespace) -> str:
     for t in args.test:
         parts += ["--test", str(t)]
     parts += ["--sizes", args.sizes, "--seed", str(args.seed)]
-    for flag in ("cropped", "test_cropped", "mask", "no_progress"):
+    for flag in ("cropped", "test_cropped", "mask", "ages", "no_progress"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
     for opt in ("min_age", "test_per_gender", "test_min_age", "balance_by", "k", "shrinkage"):
@@ -139,6 +165,10 @@ def command_line(args: argparse.Namespace) -> str:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.modes:
         parts += ["--modes", args.modes]
+    if args.tight_crops:
+        parts += ["--tight-crops", args.tight_crops]
+    if (args.ages or args.tight_crops) and args.centroids != DEFAULT_CENTROIDS:
+        parts += ["--centroids", args.centroids]
     for opt in ("jobs", "db"):
         if getattr(args, opt) is not None:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
@@ -152,6 +182,14 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--jitters", str(args.jitters), "--landmarks", args.landmarks]
     parts += ["--out", str(args.out)]
     return shlex.join(parts)
+
+
+def parse_fractions(text: str) -> list[float]:
+    """``"0.1,0.15"`` → ``[0.1, 0.15]``."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidParameter(f"--tight-crops {text!r} is not a list of numbers") from None
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -180,6 +218,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         mode_params=params,
         balance_by=args.balance_by,
         test_min_age=args.test_min_age,
+        ages=args.ages,
+        tight_crops=parse_fractions(args.tight_crops),
+        scored_set=args.centroids,
         jobs=args.jobs,
         progress=not args.no_progress,
         embedding=EmbeddingSettings(model=args.landmarks, jitters=args.jitters),

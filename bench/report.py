@@ -19,6 +19,7 @@ import numpy as np
 
 from bench import masks
 from bench.metrics import BOOTSTRAP_SAMPLES
+from bench.report_ages import ages_markdown, tight_markdown
 from bench.run import BenchResult
 from centroids.errors import InvalidParameter
 
@@ -254,6 +255,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines += _table(["fill", "n", "women %", "men %", "balanced %"], rows)
             lines += [f"Answers changed by the mask: {m['changed_answers']} of {s['n']}.", ""]
     lines += modes_markdown(results)
+    lines += ages_markdown(results) + tight_markdown(results)
     lines += [
         "![accuracy against size](accuracy_vs_size.png)",
         "",

@@ -30,15 +30,18 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench import baselines, masks, metrics, modes
-from centroids import datasets
+from bench import ages, baselines, masks, metrics, modes, tight
+from centroids import datasets, shipped
 from centroids.build import BuildReport, BuildSpec, Sample, build, draw_order, sample, set_id
 from centroids.datasets import normalise_name, split
 from centroids.errors import DatasetError, InvalidParameter
 from centroids.extract import Embedded, embed_paths
 from centroids.faces import EmbeddingSettings
+from centroids.fit_age import aged_faces, set_settings
 from centroids.model import GENDERS, MODES, CentroidSet
+from centroids.shipped import DEFAULT_CENTROIDS
 from centroids.store import Store, describe_uri
+from centroids.workers import default_jobs
 
 SPLIT_SUFFIX = "split"
 BASELINE_POLICIES = ("largest", "all", "none")
@@ -64,6 +67,9 @@ class BenchConfig:
     mode_params: dict[str, Any] = field(default_factory=dict)  # k, shrinkage
     balance_by: str | None = None  # labels.csv column whose groups contribute equally to draws
     test_min_age: int | None = None  # score only test faces of this age or older (where known)
+    ages: bool = False  # age model and child policies on the held-out side (bench/ages.py)
+    tight_crops: list[float] = field(default_factory=list)  # crop fractions (bench/tight.py)
+    scored_set: str = DEFAULT_CENTROIDS  # the stored set --ages and --tight-crops score
     jobs: int | None = None
     progress: bool = True
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -84,6 +90,8 @@ class BenchConfig:
         for mode in self.modes:
             if mode not in MODES:
                 raise InvalidParameter(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+        if any(not 0.0 < f < 0.5 for f in self.tight_crops):
+            raise InvalidParameter("--tight-crops fractions must be between 0 and 0.5")
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
@@ -421,6 +429,10 @@ def run(cfg: BenchConfig, store: Store, log=print) -> BenchResult:
         timed("masks", mask_tests, cfg, store, tests)
     scores = timed("score", score_all, cfg, store, train, trained, tests, methods, log)
     results = results_document(cfg, store, train, trained, tests, scores)
+    if cfg.ages:
+        results["ages"] = timed("ages", score_ages, cfg, store, train, log)
+    if cfg.tight_crops:
+        results["tight_crops"] = timed("tight_crops", score_tight_crops, cfg, store, tests, log)
     results["embedded_new"] = store.count_embeddings() - cached_before
     results["embedded_new_train"] = trained.report.computed
     results["timings_s"] = timings
@@ -611,6 +623,68 @@ def score_all(
         for name, r in rows.items():
             per_test[name]["methods"][str(n)] = r
     return Scores(per_test, distances, ["centroid", *other_modes] if cfg.modes else [])
+
+
+def scored_set(cfg: BenchConfig, store: Store) -> CentroidSet:
+    """The stored set that ``--ages`` and ``--tight-crops`` score (a shipped one is seeded)."""
+    if store.find_centroids(cfg.scored_set) is None:
+        shipped.seed(store)
+    return CentroidSet.from_doc(store.get_centroids(cfg.scored_set))
+
+
+def score_ages(cfg: BenchConfig, store: Store, train: TrainSide, log=print) -> dict[str, Any]:
+    """Age errors and child policies: fitted on the train side (all ages), scored held out."""
+    if train.held_out is None:
+        raise InvalidParameter("--ages needs the train folder among the --test folders")
+    cs = scored_set(cfg, store)
+    settings = set_settings(cs)
+    log(f"ages: fitting on the train side (all ages), scoring {cs.id} on the held-out side")
+    sides = [
+        aged_faces(items, settings, store, jobs=cfg.jobs, progress=cfg.progress)
+        for items in (train.items, train.held_out)
+    ]
+    out = ages.score(cs, sides[0], sides[1], seed=cfg.seed)
+    out["centroid_id"] = cs.id
+    out["embedding"] = settings.describe()
+    return out
+
+
+def score_tight_crops(
+    cfg: BenchConfig, store: Store, tests: list[TestSet], log=print
+) -> dict[str, Any]:
+    """Detection with and without the second pass on tight crops and on the photos as they are."""
+    cs = scored_set(cfg, store)
+    out: dict[str, Any] = {"centroid_id": cs.id, "fractions": cfg.tight_crops, "tests": {}}
+    for ts in tests:
+        if ts.settings.cropped:
+            continue  # whole images are the faces: nothing is detected
+        log(f"tight crops: {ts.name}")
+        runs: dict[str, Any] = {}
+        genders = [ts.items[i].gender for i in ts.usable]
+        for f in cfg.tight_crops if not ts.split_from_train else []:
+            crop_jobs = [
+                tight.CropJob(str(ts.items[i].path), ts.embedded[i].box, f) for i in ts.usable
+            ]
+            records = tight.run_jobs(crop_jobs, ts.settings, cfg.jobs or default_jobs())
+            runs[f"{f:g}"] = tight.summarise(records, genders, cs)
+        missed = [i for i, e in enumerate(ts.embedded) if e.faces_found == 0 and not e.error]
+        records = tight.run_jobs(
+            [tight.CropJob(str(ts.items[i].path), None, 0.0) for i in missed],
+            ts.settings,
+            cfg.jobs or default_jobs(),
+        )
+        plain = tight.summarise(records, [ts.items[i].gender for i in missed], cs)
+        n = len([e for e in ts.embedded if not e.error])
+        plain["images"] = n
+        plain["found_first"] = n - len(missed)
+        plain["no_face_before"] = len(missed) / n
+        plain["no_face_after"] = (len(missed) - plain["found_second"]) / n
+        plain["found_after"] = 1 - plain["no_face_after"]
+        plain["added_ms_per_image"] = plain["added_ms_per_image"] * len(missed) / n
+        plain["accuracy_first"] = tight.balanced_accuracy(cs, ts.X(), genders)
+        runs["photos"] = plain
+        out["tests"][ts.name] = runs
+    return out
 
 
 def results_document(

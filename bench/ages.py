@@ -1,0 +1,137 @@
+"""``anfe bench --ages``: the age estimate and children's answers, on the held-out side of a split.
+
+The age model and every child policy are fitted on the train side of the split (all ages,
+:func:`centroids.children.fit_age_and_children`, the code of ``anfe centroids fit-age``) and
+scored on the held-out side: the age's mean absolute error and interval coverage by age band, and,
+per age band and gender, the share of faces answered (not ``uncertain``) and the share of those
+answers that are wrong, before (the set as built for adults) and after each policy. The expected
+calibration error of the confidence is taken over all ages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from centroids.age import AGE_BANDS, AgeModel, band_name, band_of
+from centroids.children import DEFAULT_EDGES, METHODS, fit_age_and_children
+from centroids.model import GENDERS, CentroidSet, Predictions, expected_calibration_error
+
+BAND_NAMES = [band_name(b) for b in AGE_BANDS]
+
+
+def age_errors(model: AgeModel, x: np.ndarray, ages: np.ndarray) -> list[dict[str, Any]]:
+    """Mean absolute error, median error and interval coverage by band, then over all faces."""
+    est = model.predict(x)
+    err = np.abs(est.value - ages)
+    inside = (ages >= est.low) & (ages <= est.high)
+    bands = band_of(ages)
+    rows = []
+    for name in [*BAND_NAMES, "all"]:
+        m = bands == name if name != "all" else np.ones(len(ages), dtype=bool)
+        rows.append(
+            {
+                "band": name,
+                "n": int(m.sum()),
+                "mae": _mean(err[m]),
+                "median_error": float(np.median(err[m])) if m.any() else float("nan"),
+                "coverage": _mean(inside[m]),
+                "mean_width": _mean((est.high - est.low)[m]),
+            }
+        )
+    return rows
+
+
+def answers(preds: Predictions, ages: np.ndarray, genders: np.ndarray) -> dict[str, Any]:
+    """Per band: answered share and wrong share among answers for each gender, balanced accuracy
+    of all answers, uncertain share; and the ECE of the confidence over all faces."""
+    bands = band_of(ages)
+    right = preds.gender == genders
+    rows = []
+    for name in BAND_NAMES:
+        m = bands == name
+        row: dict[str, Any] = {"band": name, "n": int(m.sum())}
+        for g in GENDERS:
+            mine = m & (genders == g)
+            given = mine & ~preds.uncertain
+            row[g] = {
+                "n": int(mine.sum()),
+                "answered": _mean(given[mine]),
+                "wrong": _mean(~right[given]),
+                "wrong_count": int(np.sum(~right[given])),
+                "answered_count": int(given.sum()),
+            }
+        row["answered"] = _mean(~preds.uncertain[m])
+        row["uncertain"] = _mean(preds.uncertain[m])
+        row["balanced_accuracy"] = _mean(
+            np.array([_mean(right[m & (genders == g)]) for g in GENDERS])
+        )
+        rows.append(row)
+    return {
+        "bands": rows,
+        "ece": expected_calibration_error(preds.confidence, right),
+        "ece_adults": expected_calibration_error(preds.confidence[ages >= 18], right[ages >= 18]),
+    }
+
+
+def score(
+    cs: CentroidSet,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    methods: list[str] | None = None,
+    edge_options: list[tuple[float, ...]] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit on ``train`` = (embeddings, ages, genders), score on ``test``; see the module doc."""
+    x_train, a_train, g_train = train
+    x_test, a_test, g_test = test
+    adult_only = replace(cs, age=None, children=None)
+    policies: list[dict[str, Any]] = [
+        {"name": "before", "method": None, "edges": None, **answers(adult_only.classify(x_test),
+                                                                   a_test, g_test)}
+    ]  # fmt: skip
+    if cs.children is not None and cs.age is not None:
+        policies.append(
+            {
+                "name": "as stored",
+                "method": cs.children.method,
+                "edges": [r.below for r in cs.children.rules],
+                **answers(cs.classify(x_test), a_test, g_test),
+            }
+        )
+    age_model = None
+    for method in methods or list(METHODS):
+        for edges in edge_options or [DEFAULT_EDGES]:
+            fitted = fit_age_and_children(
+                adult_only, x_train, a_train, g_train, method=method, edges=edges, seed=seed
+            )
+            age_model = fitted.age
+            policies.append(
+                {
+                    "name": f"{method} < {_edges_text(edges)}",
+                    "method": method,
+                    "edges": list(edges),
+                    "rules": [r.to_doc() for r in fitted.children.rules],
+                    **answers(fitted.classify(x_test), a_test, g_test),
+                }
+            )
+    if age_model is None:
+        age_model = AgeModel.fit(x_train, a_train, seed=seed)
+    return {
+        "train_faces": len(x_train),
+        "test_faces": len(x_test),
+        "age_model": {k: v for k, v in age_model.to_doc().items() if k not in ("mean", "weights")},
+        "age_errors": age_errors(age_model, x_test, a_test),
+        "policies": policies,
+    }
+
+
+def _edges_text(edges: tuple[float, ...]) -> str:
+    return ",".join(f"{e:g}" for e in edges)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else float("nan")
