@@ -24,6 +24,8 @@ def test_shipped_sets_are_complete_documents():
         cs = CentroidSet.from_doc(doc)
         assert np.linalg.norm(cs.female - cs.male) > 0.05
         assert cs.calibration.a > 0 and cs.calibration.held_out == 2 * n
+        assert cs.age is not None and cs.age.source["hold_out"] == 0.2  # anfe centroids fit-age
+        assert cs.children is not None and cs.children.method == "calibrate"
 
 
 def test_empty_database_is_seeded_once(db_uri):
@@ -47,6 +49,8 @@ def test_predict_with_no_training_run_uses_shipped_centroids(tmp_path, lfw_femal
         assert result["centroids"] == shipped.DEFAULT_CENTROIDS == "g_5000-mahalanobis"
         [face] = result["faces"]
         assert face["gender"] == gender
+        assert face["age"]["low"] <= face["age"]["value"] <= face["age"]["high"]
+        assert face["detection"] == "first_pass"
 
 
 def test_default_set_is_the_mahalanobis_mode_of_the_shipped_g_5000_sample():

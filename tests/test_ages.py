@@ -1,0 +1,170 @@
+"""Age estimates, children's answers and the second detection pass, on real photos.
+
+Children come from UTKFace's held-out side of the benchmark's split (seed 0, fraction 0.2), which
+the shipped sets' age model and child policy were not fitted on; tight crops are cut from LFW
+photos inside HOG's own box, as ``anfe bench --tight-crops`` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app import Settings, create_app
+from bench import ages, tight
+from bench.report_ages import ages_markdown, tight_markdown
+from centroids import datasets, faces, shipped
+from centroids.extract import embed_paths
+from centroids.faces import EmbeddingSettings
+from centroids.model import CentroidSet
+from centroids.predict import predict_image
+from centroids.store import Store
+from tests.helpers import LFW, UTKFACE
+
+pytestmark = pytest.mark.usefixtures("real_data")
+
+
+@pytest.fixture(scope="module")
+def default_set() -> CentroidSet:
+    docs = {d["_id"]: d for d in shipped.shipped_documents()}
+    return CentroidSet.from_doc(docs[shipped.DEFAULT_CENTROIDS])
+
+
+def held_out(gender: str, lo: int, hi: int, n: int) -> list[datasets.Item]:
+    """The first ``n`` UTKFace images of ``gender`` aged lo..hi on the held-out side (seed 0)."""
+    items = [
+        it for it in datasets.read_dataset(UTKFACE)
+        if it.gender == gender and lo <= int(it.extra["age"]) <= hi
+    ]  # fmt: skip
+    return datasets.split(items, 0.2, 0)[1][:n]
+
+
+def tight_crop(fraction: float) -> tuple[np.ndarray, str]:
+    """The first LFW photo (by path) whose crop ``fraction`` inside its box HOG misses."""
+    for it in datasets.read_dataset(LFW)[:40]:
+        image = faces.load_image(it.path)
+        boxes = faces.detect(image)
+        if len(boxes) == 1:
+            crop = tight.crop_inside(image, boxes[0], fraction)
+            if not faces.detect(crop):
+                return crop, it.gender
+    pytest.fail("no LFW photo among the first 40 gives a crop HOG misses")
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_every_face_gets_an_age_with_its_interval(default_set, lfw_female, lfw_male):
+    for photo in (lfw_female, lfw_male):
+        [face] = predict_image(photo.read_bytes(), default_set)["faces"]
+        age = face["age"]
+        assert 0 <= age["low"] <= age["value"] <= age["high"]
+        assert 15 < age["value"] < 80  # LFW shows adult public figures
+        assert face["detection"] == "first_pass"
+
+
+def test_api_answers_carry_age_and_detection(tmp_path, lfw_male):
+    uri = str(tmp_path / "db")
+    with Store(uri) as s:
+        shipped.seed(s)
+    settings = Settings(db=uri, cpu_workers=1, seed=False, refresh_seconds=0)
+    with TestClient(create_app(settings)) as client:
+        body = client.post("/predict", files={"file": ("a.jpg", lfw_male.read_bytes())}).json()
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+    [face] = body["faces"]
+    assert set(face["age"]) == {"value", "low", "high"}
+    assert face["detection"] == "first_pass"
+    assert {"age", "detection"} <= set(schema["Face"]["properties"])
+
+
+def test_young_boys_are_uncertain_or_right_under_the_shipped_default(default_set):
+    boys = held_out("male", 4, 12, 24)
+    x = np.vstack([faces.encode(im, faces.detect(im)[:1]) for im in map(faces.load_image,
+                   (it.path for it in boys))])  # fmt: skip
+    adult_rule = CentroidSet.from_doc({**default_set.to_doc(), "children": None}).classify(x)
+    policy = default_set.classify(x)
+    wrong_before = np.sum((adult_rule.gender != "male") & ~adult_rule.uncertain)
+    wrong_after = np.sum((policy.gender != "male") & ~policy.uncertain)
+    assert wrong_before >= 4  # the adults' calibration answers boys "female", confidently
+    assert wrong_after <= 2
+    assert np.median(policy.age.value) < 15
+
+
+def test_second_pass_finds_the_face_of_a_tight_crop_and_says_so(default_set):
+    crop, gender = tight_crop(0.15)
+    result = predict_image(jpeg(crop), default_set)
+    [face] = result["faces"]
+    assert face["detection"] == "second_pass"
+    b = face["box"]
+    h, w = crop.shape[:2]
+    assert 0 <= b["top"] < b["bottom"] <= h and 0 <= b["left"] < b["right"] <= w
+    assert (b["bottom"] - b["top"]) * (b["right"] - b["left"]) < h * w  # not the whole picture
+    assert face["gender"] == gender
+
+
+def test_second_pass_never_invents_a_face(lfw_female):
+    image = faces.load_image(lfw_female)
+    blank = np.full_like(image, 128)
+    assert faces.second_pass(blank)[0] == []
+    result = predict_image(jpeg(blank), CentroidSet.from_doc(shipped.shipped_documents()[0]))
+    assert result["faces"] == []
+
+
+def test_age_model_and_child_policy_round_trip_through_the_store(db_uri, default_set):
+    x = np.vstack(
+        [faces.encode(im, faces.detect(im)) for im in
+         map(faces.load_image, (it.path for it in held_out("female", 5, 60, 6)))]
+    )  # fmt: skip
+    with Store(db_uri) as s:
+        s.put_centroids(default_set.to_doc())
+        back = CentroidSet.from_doc(s.get_centroids(default_set.id))
+    a, b = default_set.classify(x), back.classify(x)
+    assert np.allclose(a.age.value, b.age.value) and np.allclose(a.age.high, b.age.high)
+    assert list(a.gender) == list(b.gender) and list(a.uncertain) == list(b.uncertain)
+    assert back.children.method == default_set.children.method == "calibrate"
+
+
+def test_bench_age_and_tight_crop_tables_on_a_small_sample(tmp_path, default_set):
+    items = held_out("female", 1, 12, 25) + held_out("male", 1, 12, 25)
+    items += held_out("female", 25, 60, 25) + held_out("male", 25, 60, 25)
+    settings = EmbeddingSettings(cropped=True)
+    with Store(str(tmp_path / "db")) as s:
+        emb = embed_paths([it.path for it in items], settings, s, jobs=1, progress=False)
+    x = np.stack([e.vector for e in emb])
+    age = np.array([int(it.extra["age"]) for it in items])
+    gender = np.array([it.gender for it in items])
+    train, test = np.arange(len(x)) % 2 == 0, np.arange(len(x)) % 2 == 1
+    result = ages.score(
+        default_set, (x[train], age[train], gender[train]), (x[test], age[test], gender[test]),
+        methods=["calibrate", "abstain"],
+    )  # fmt: skip
+    assert [r["band"] for r in result["age_errors"]] == ["0-3", "4-12", "13-17", "18+", "all"]
+    assert result["age_errors"][-1]["n"] == test.sum()
+    names = [p["name"] for p in result["policies"]]
+    assert names[0] == "before" and "calibrate < 4,13,18" in names
+    for p in result["policies"]:
+        assert sum(b["n"] for b in p["bands"]) == test.sum()
+    abstain = result["policies"][-1]
+    assert abstain["bands"][1]["answered"] < result["policies"][0]["bands"][1]["answered"]
+    text = "\n".join(ages_markdown({"ages": {**result, "centroid_id": default_set.id}}))
+    assert "| 4-12 |" in text and "ECE all ages" in text
+
+    lfw = datasets.read_dataset(LFW)[:6]
+    boxes = [faces.detect(faces.load_image(it.path)) for it in lfw]
+    jobs = [tight.CropJob(str(it.path), b[0], 0.15) for it, b in zip(lfw, boxes, strict=True)]
+    records = tight.run_jobs(jobs, EmbeddingSettings(), 1)
+    summary = tight.summarise(records, [it.gender for it in lfw], default_set)
+    assert summary["images"] == 6
+    assert summary["found_first"] + summary["found_second"] <= 6
+    assert summary["found_second"] >= 1 and summary["second_pass_runs"] >= 1
+    text = "\n".join(tight_markdown({"tight_crops": {
+        "centroid_id": default_set.id, "tests": {"lfw": {"0.15": summary}}}}))  # fmt: skip
+    assert "cropped 0.15 inside" in text
