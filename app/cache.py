@@ -17,7 +17,7 @@ from typing import Any
 from centroids import shipped
 from centroids.errors import AnfeError, CentroidsNotFound, NoCentroids
 from centroids.model import CentroidSet
-from centroids.store import Store, db_kind, describe_uri
+from centroids.store import Store, db_kind, describe_uri, without_arrays
 
 log = logging.getLogger("anfe.app")
 # the arrays of a stored set: served by GET /centroids/{id} as vectors, never in listings
@@ -103,7 +103,7 @@ class CentroidCache:
             except (AnfeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("skipping centroid set %r that cannot be served: %s", doc["_id"], exc)
                 continue
-            metas.append({k: v for k, v in doc.items() if k not in HEAVY_FIELDS})
+            metas.append(without_arrays(doc))
         self._sets, self._docs, self._version = sets, metas, version
         log.info("centroid sets loaded: %s", ", ".join(sets) or "none")
 

@@ -31,11 +31,22 @@ def shipped_documents() -> list[dict[str, Any]]:
 
 
 def seed(store: Store) -> list[str]:
-    """Insert the shipped sets that the database lacks; return the ids inserted."""
-    present = {d["_id"] for d in store.list_centroids()}
+    """Insert the shipped sets that the database lacks; return the ids inserted.
+
+    A stored copy seeded from an older release (same id, same ``created_at``, no age model) is
+    replaced by the shipped document, which carries the age model and child policy.
+    """
+    present = {d["_id"]: d for d in store.list_centroids()}
     added = []
     for doc in shipped_documents():
-        if doc["_id"] not in present:
+        old = present.get(doc["_id"])
+        older_copy = (
+            old is not None
+            and "age" not in old
+            and "age" in doc
+            and old.get("created_at") == doc.get("created_at")
+        )
+        if old is None or older_copy:
             store.put_centroids(doc)
             added.append(doc["_id"])
     return added

@@ -136,10 +136,7 @@ class Store:
         """Every centroid document, smallest size first; vectors left out unless asked for."""
         docs = self._call(lambda: list(self.centroids.find({})))
         if not with_vectors:
-            for d in docs:
-                d.pop("vectors", None)
-                d.pop("prototypes", None)
-                d.pop("whitening", None)
+            docs = [without_arrays(d) for d in docs]
         return sorted(docs, key=lambda d: (d.get("per_gender", 0), d["_id"]))
 
     def delete_centroids(self, cid: str) -> bool:
@@ -189,6 +186,15 @@ class Store:
 
     def count_embeddings(self) -> int:
         return self._call(lambda: self.embeddings.count_documents({}))
+
+
+def without_arrays(doc: dict[str, Any]) -> dict[str, Any]:
+    """A centroid document without its arrays (vectors, whitening, the age model's weights...)."""
+    out = {k: v for k, v in doc.items() if k not in ("vectors", "prototypes", "whitening")}
+    for key, arrays in (("age", ("mean", "weights")), ("children", ("reference",))):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k not in arrays}
+    return out
 
 
 def embedding_id(sha256: str, settings_key: str) -> str:
