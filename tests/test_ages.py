@@ -168,3 +168,16 @@ def test_bench_age_and_tight_crop_tables_on_a_small_sample(tmp_path, default_set
     text = "\n".join(tight_markdown({"tight_crops": {
         "centroid_id": default_set.id, "tests": {"lfw": {"0.15": summary}}}}))  # fmt: skip
     assert "cropped 0.15 inside" in text
+
+
+def test_seeding_replaces_an_older_seeded_copy_but_not_a_rebuilt_set(db_uri):
+    docs = {d["_id"]: d for d in shipped.shipped_documents()}
+    old = {k: v for k, v in docs["g_1000"].items() if k not in ("age", "children")}
+    rebuilt = {**old, "_id": "g_2000", "created_at": "2026-12-01T00:00:00+00:00"}
+    with Store(db_uri) as s:
+        s.put_centroids(old)
+        s.put_centroids(rebuilt)
+        added = shipped.seed(s)
+        assert "g_1000" in added and "g_2000" not in added
+        assert "age" in s.get_centroids("g_1000")
+        assert "age" not in s.get_centroids("g_2000")
