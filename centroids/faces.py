@@ -28,7 +28,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 800
 # The second detection pass (tight crops): margins tried in turn, as a share of each side, and
 # their fill; chosen by the tight-crop figures of docs/results.md (`anfe bench --tight-crops`).
-SECOND_PASS_MARGINS = (0.2, 0.4)
+SECOND_PASS_MARGINS = (0.2, 0.3, 0.4)
 SECOND_PASS_FILL = "grey"
 SECOND_PASS_SMALL = 100  # padded copies smaller than this (pixels) get one more HOG upsampling
 MIN_INSIDE = 0.25  # a second-pass box must have this share of its area inside the picture
