@@ -11,28 +11,30 @@ import math
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
-from app.routes import api, open_router, require_key
+from app.routes import api, open_router
 from app.security import add_cors, origins
 from app.service import Service
 from app.settings import Settings
 from centroids.errors import AnfeError
 
 log = logging.getLogger("anfe.app")
+DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc scripts, styles and icon
 
 DESCRIPTION = """Gender of every face in a photo, from Average Neural Face Embeddings:
 each face's 128-d dlib embedding is compared with a female and a male centroid, and the nearer
 one wins. Every answer carries both distances, the margin and a calibrated confidence.
 
 Errors are `{"error": {"code": "...", "message": "..."}}`. When the service runs with
-`ANFE_API_KEYS`, send one of the keys in `X-API-Key` (all routes but `/health` and `/`)."""
+`ANFE_API_KEYS`, send one of the keys in `X-API-Key` (all routes but `/health`, `/` and the
+documentation): on this page, use "Authorize"."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,20 +50,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from the files fastapi-offline ships, never from a CDN.
+    # They and /openapi.json need no key: the schema is no secret, and Swagger's "Authorize"
+    # sends X-API-Key with the calls made from the page (see SECURITY.md).
+    app = FastAPIOffline(
         title="anfe",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI's online validator: off
     )
     app.state.service = service
     app.state.page = (resources.files("app") / "static" / "index.html").read_text("utf-8")
     app.include_router(open_router)
     app.include_router(api)
-    _add_docs(app)
     _add_error_handlers(app)
     predict_limit = math.ceil(settings.max_bytes * 4 / 3) + OVERHEAD  # base64 grows by 4/3
     batch_limit = settings.max_batch_files * (settings.max_bytes + OVERHEAD)
@@ -74,17 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def app_from_env() -> FastAPI:
     """The app configured from ``ANFE_*`` variables: the factory ``anfe serve`` gives uvicorn."""
     return create_app(Settings())
-
-
-def _add_docs(app: FastAPI) -> None:
-    # /docs and /openapi.json need the API key too when keys are configured
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_key)])
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_key)])
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="anfe API")
 
 
 def _add_error_handlers(app: FastAPI) -> None:

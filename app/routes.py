@@ -30,7 +30,11 @@ from app.service import Service
 from centroids.errors import AnfeError
 
 log = logging.getLogger("anfe.app")
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="One of the service's ANFE_API_KEYS; needed only when the service has keys.",
+)
 
 CentroidsQuery = Annotated[
     str | None,
