@@ -335,6 +335,8 @@ def test_docs_and_redoc_use_only_local_assets(client):
         assert page.status_code == 200
         assert f'src="/docs-assets/{asset}"' in page.text
         assert "http://" not in page.text and "https://" not in page.text  # no CDN, no fonts
+        policy = page.headers["content-security-policy"]  # nor anything the scripts ask for
+        assert "default-src 'self'" in policy and "connect-src 'self'" in policy
         script = client.get(f"/docs-assets/{asset}")
         assert script.status_code == 200 and len(script.content) > 100_000
 

@@ -209,16 +209,23 @@ def assert_boxes_on_faces(driver, result: dict) -> None:
 
 
 def outside_requests(driver, base: str) -> list[str]:
-    """URLs the browser asked for that are not on the test server (from the performance log)."""
-    urls = []
+    """URLs the browser tried to fetch from anywhere but the test server (performance log).
+
+    A request the page's Content-Security-Policy stopped never left the browser: not counted.
+    """
+    urls, stopped = {}, set()
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
+        params = message["params"]
         if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    assert urls, "the performance log recorded no request"
-    network = [u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss", "ftp")]
-    assert any(u.startswith(base + "/") for u in network)
-    return [u for u in network if not u.startswith(base + "/")]  # chrome://, data:, blob: stay
+            urls[params["requestId"]] = params["request"]["url"]
+        elif message["method"] == "Network.loadingFailed" and params.get("blockedReason"):
+            stopped.add(params["requestId"])
+    network = {
+        rid: u for rid, u in urls.items() if u.split(":", 1)[0] in ("http", "https", "ws", "wss")
+    }
+    assert any(u.startswith(base + "/") for u in network.values()), "no request was logged"
+    return [u for rid, u in network.items() if rid not in stopped and not u.startswith(base + "/")]
 
 
 def screenshot(driver, path: Path) -> None:
