@@ -386,3 +386,71 @@ def test_docs_list_the_operations_offline(open_browser, live, artifacts, width):
     wait(driver, 60).until(lambda d: "X-API-Key" in d.find_element("tag name", "body").text)
     screenshot(driver, artifacts / f"redoc-{width}.png")
     assert outside_requests(driver, live) == []
+
+
+def test_age_is_shown_only_when_the_response_has_it(browser, live, lfw_female):
+    result = predict(live, lfw_female)
+    open_page(browser, live)
+    upload(browser, lfw_female, 1)
+    age_header = browser.find_element("css selector", "th.age-col")
+    assert not age_header.is_displayed()
+    assert "age" not in css(browser, ".face-box")[0].text
+    # the same real response, as it will read once the service estimates ages
+    result["faces"][0]["age"] = {"value": 31.6, "low": 25.2, "high": 38.4}
+    browser.execute_script("clearResult(); draw(arguments[0]);", result)
+    assert age_header.is_displayed()
+    assert "age 32 (25–38)" in css(browser, ".face-box")[0].text
+    assert "32 (25–38)" in css(browser, "#table tbody tr")[0].text
+
+
+KEY = "browser-test-key"
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory, small_centroids_doc):
+    """A live server that needs ``X-API-Key: KEY``."""
+    need_chromium()
+    folder = tmp_path_factory.mktemp("browser-keyed")
+    db = str(folder / "db")
+    with Store(db) as s:
+        s.put_centroids(small_centroids_doc)
+    env = {"ANFE_API_KEYS": KEY}
+    with running_server(db, folder / "server.log", "--no-seed", env=env) as base:
+        yield base
+
+
+def test_page_asks_for_the_key_and_sends_it(browser, keyed, lfw_female):
+    browser.get(keyed + "/")
+    key = wait(browser, 60).until(lambda d: d.find_element("id", "apikey"))
+    wait(browser, 60).until(lambda d: key.is_displayed() and "API key" in status(d))
+    key.send_keys(KEY + "\t")  # leaving the field applies it
+    wait(browser, 60).until(lambda d: css(d, "#centroids option[value='g_60']"))
+    upload(browser, lfw_female, 1)
+
+
+def test_docs_authorize_sends_the_key(open_browser, keyed, artifacts):
+    driver = open_browser(1280)
+    driver.get(keyed + "/docs")  # the page and the schema open without a key
+    operation = wait(driver, 60).until(
+        lambda d: d.find_element("id", "operations-default-list_centroids_centroids_get")
+    )
+
+    def execute(expected: str) -> None:
+        operation.find_element("css selector", "button.execute").click()
+        cell = "#operations-default-list_centroids_centroids_get .live-responses-table tbody td"
+        wait(driver, 60).until(
+            lambda d: any(
+                c.text.startswith(expected) for c in css(d, cell + ".response-col_status")
+            )
+        )
+
+    operation.find_element("css selector", ".opblock-summary").click()
+    execute("401")  # no key yet
+    driver.find_element("css selector", ".scheme-container button.authorize").click()
+    dialog = wait(driver, 10).until(lambda d: d.find_element("css selector", ".auth-container"))
+    dialog.find_element("css selector", "input").send_keys(KEY)
+    dialog.find_element("css selector", "button.authorize").click()
+    driver.find_element("css selector", "button.btn-done").click()
+    execute("200")
+    screenshot(driver, artifacts / "docs-1280-authorized.png")
+    assert outside_requests(driver, keyed) == []
