@@ -60,8 +60,10 @@ def artifacts(tmp_path_factory, request) -> Iterator[Path]:
     yield folder
     shots = sorted(folder.glob("*.png"))
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter and shots:
-        reporter.write_line(f"\nbrowser screenshots ({len(shots)}) in {folder}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter and capture and shots:
+        with capture.global_and_fixture_disabled():  # past pytest's output capture
+            reporter.write_line(f"\nbrowser screenshots ({len(shots)}) in {folder}")
 
 
 def start_browser(profile: Path, width: int, *flags: str):
