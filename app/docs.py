@@ -37,31 +37,40 @@ SWAGGER_PARAMETERS = {
 }
 
 
+SWAGGER_FILES = {
+    "swagger_js_url": f"{ASSETS}/swagger-ui-bundle.js",
+    "swagger_css_url": f"{ASSETS}/swagger-ui.css",
+    "swagger_favicon_url": f"{ASSETS}/favicon.png",
+}
+REDOC_FILES = {
+    "redoc_js_url": f"{ASSETS}/redoc.standalone.js",
+    "redoc_favicon_url": f"{ASSETS}/favicon.png",
+    "with_google_fonts": False,
+}
+
+
 def add_docs(app: FastAPI, title: str) -> None:
     """Serve ``/docs``, ``/redoc`` and their assets for ``app``; ``openapi_url`` must be set."""
     folder = resources.files("fastapi_offline") / "static"
     app.mount(ASSETS, StaticFiles(directory=str(folder)), name="docs-assets")
-    headers = {"Content-Security-Policy": CSP}
+    schema = app.openapi_url
+
+    def local(page: HTMLResponse) -> HTMLResponse:
+        return HTMLResponse(page.body, headers={"Content-Security-Policy": CSP})
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        page = get_swagger_ui_html(
-            openapi_url=app.openapi_url,
-            title=f"{title} · API docs",
-            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS}/favicon.png",
-            swagger_ui_parameters=SWAGGER_PARAMETERS,
+        return local(
+            get_swagger_ui_html(
+                openapi_url=schema,
+                title=f"{title} · API docs",
+                swagger_ui_parameters=SWAGGER_PARAMETERS,
+                **SWAGGER_FILES,
+            )
         )
-        return HTMLResponse(page.body, headers=headers)
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        page = get_redoc_html(
-            openapi_url=app.openapi_url,
-            title=f"{title} · API reference",
-            redoc_js_url=f"{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS}/favicon.png",
-            with_google_fonts=False,
+        return local(
+            get_redoc_html(openapi_url=schema, title=f"{title} · API reference", **REDOC_FILES)
         )
-        return HTMLResponse(page.body, headers=headers)
