@@ -24,13 +24,9 @@ import pytest
 import requests
 
 from centroids.store import Store
+from tests.helpers import LFW, running_server
 
-try:
-    from tests.test_app_server import running_server
-except ImportError:  # tests/ imported as a plain folder rather than a package
-    from test_app_server import running_server
-
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("real_data")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -140,8 +136,8 @@ def live(tmp_path_factory, small_centroids_doc):
 
 
 @pytest.fixture(scope="session")
-def group_photo(lfw_female) -> Path:
-    return lfw_female.parents[2] / GROUP
+def group_photo(real_data) -> Path:
+    return LFW / GROUP
 
 
 def wait(driver, seconds: float = 120):
