@@ -89,6 +89,12 @@ def _register_scrape(sub) -> None:
     p.add_argument(
         "--image-domain", action="append", help="SOURCE=HOST: the host a source's images are on"
     )
+    p.add_argument(
+        "--allow-private-hosts",
+        action="store_true",
+        help="allow loopback, private and link-local addresses (a local mirror or test site); "
+        "refused by default on every URL and redirect",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_scrape)
 
@@ -111,6 +117,7 @@ def _fetch_settings(args: argparse.Namespace):
         max_retry_after=args.max_retry_after,
         proxies={"http": args.proxy, "https": args.proxy} if args.proxy else {},
         headers=headers,
+        allow_private_hosts=args.allow_private_hosts,
     )
 
 

@@ -44,7 +44,11 @@ def lfw_photos(lfw_rows, gender: str, n: int, skip: int = 0) -> list[Path]:
 
 
 def make_scraper(site: FakeSite, out: Path, **limits) -> Scraper:
-    fetcher = Fetcher(FetchSettings(delay=0.0, retries=1, backoff=0.0, read_timeout=2.0))
+    fetcher = Fetcher(
+        FetchSettings(
+            delay=0.0, retries=1, backoff=0.0, read_timeout=2.0, allow_private_hosts=True
+        )
+    )
     sources = default_sources(
         {"listal": site.url("/listal/"), "filmweb": site.url("/filmweb/")},
         {"listal": site.host, "filmweb": site.host},
@@ -218,7 +222,7 @@ def site_args(site: FakeSite) -> list[str]:
     return [
         "--base", f"listal={site.url('/listal/')}", "--base", f"filmweb={site.url('/filmweb/')}",
         "--image-domain", f"listal={site.host}", "--image-domain", f"filmweb={site.host}",
-        "--delay", "0", "--no-progress",
+        "--delay", "0", "--no-progress", "--allow-private-hosts",
     ]  # fmt: skip
 
 

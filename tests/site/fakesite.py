@@ -39,7 +39,7 @@ def template(file: str, **values: str) -> str:
 class FakeSite:
     """The server; ``add`` a path's replies (a list is answered in turn, the last one repeats)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.routes: dict[str, list[Reply]] = {}
         self.hits: Counter[str] = Counter()
         self.log: list[tuple[float, str, dict[str, str]]] = []
@@ -54,7 +54,7 @@ class FakeSite:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
