@@ -78,7 +78,8 @@ class Scraper:
     ) -> None:
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
-        removed = remove_partials(out)
+        own = tuple({f for layout in FOLDERS.values() for f in layout.values()}) + (CROPS,)
+        removed = remove_partials(out, own)
         if removed:
             log.info("removed %d partial files left by an interrupted run", removed)
         self.fetcher = fetcher

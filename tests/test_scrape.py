@@ -45,9 +45,7 @@ def lfw_photos(lfw_rows, gender: str, n: int, skip: int = 0) -> list[Path]:
 
 def make_scraper(site: FakeSite, out: Path, **limits) -> Scraper:
     fetcher = Fetcher(
-        FetchSettings(
-            delay=0.0, retries=1, backoff=0.0, read_timeout=2.0, allow_private_hosts=True
-        )
+        FetchSettings(delay=0.0, retries=1, backoff=0.0, read_timeout=2.0, allow_private_hosts=True)
     )
     sources = default_sources(
         {"listal": site.url("/listal/"), "filmweb": site.url("/filmweb/")},
@@ -288,3 +286,21 @@ def test_scrape_clean_build_end_to_end(site, tmp_path, lfw_rows):
     assert built.returncode == 0, built.stderr + built.stdout
     listed = run_cli("centroids", "list", "--db", db)
     assert "g_2 " in listed.stdout
+
+
+def test_start_removes_only_its_own_partial_files(site, tmp_path, lfw_female):
+    out = tmp_path / "raw"
+    own = out / "female" / "ann" / ".0123456789abcdef.jpg.4242.part"
+    own_crop = out / "crops" / "actresses" / "ann" / ".fedcba9876543210.jpg.7.part"
+    theirs = [
+        out / "my-notes" / ".draft.docx.part",
+        out / "female" / "ann" / ".notes.txt.part",
+        out / "female" / ".0123456789abcdef.jpg.part",
+        out / "elsewhere" / ".0123456789abcdef.jpg.4242.part",
+    ]
+    for p in (own, own_crop, *theirs):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    make_scraper(site, out)
+    assert not own.exists() and not own_crop.exists()
+    assert all(p.read_bytes() == b"half" for p in theirs)
