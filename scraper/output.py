@@ -2,7 +2,7 @@
 
 Layout: ``OUT/{female,male}/<person-slug>/<sha256[:16]>.<ext>`` (FaceScrub lists:
 ``OUT/{actresses,actors}/<person-slug>/…``) and ``OUT/manifest.jsonl``, one JSON object per URL
-tried: ``url, person, gender, source, sha256, bytes, status, path, error, page, time``.
+tried: ``url, person, gender, source, sha256, bytes, status, path, error, page, via, time``.
 
 ``status`` is ``saved`` (a new file), ``duplicate`` (the same bytes were already saved for this
 person), or ``error`` (with ``error`` the code and ``transient`` whether a rerun tries again).
@@ -131,6 +131,7 @@ class Entry:
     transient: bool = False
     message: str | None = None
     page: str | None = None
+    via: str | None = None  # the URL the image really came from, when not ``url``
     time: str = ""
 
     def to_json(self) -> str:

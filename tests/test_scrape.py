@@ -67,10 +67,25 @@ def test_listal_follows_pagination_to_every_picture(site, tmp_path, lfw_rows):
     assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == {
         hashlib.sha256(p.read_bytes()).hexdigest() for p in photos
     }
-    assert site.hits["/listal/jane-doe/pictures/3"] == 1  # the third page was reached
+    assert site.hits["/listal/jane-doe/pictures//3"] == 1  # the third page was reached
     entries = Manifest(tmp_path / "raw").entries
     assert all(e["source"] == "listal" and e["status"] == "saved" for e in entries)
-    assert all("/1080full-" in e["url"] for e in entries)
+    assert all(e["url"].endswith("/10000full.jpg") and "via" not in e for e in entries)
+    assert not [p for p in site.hits if "/viewimage/" in p]  # built from the id: half the requests
+
+
+def test_listal_falls_back_to_the_viewimage_page_when_the_large_image_fails(
+    site, tmp_path, lfw_rows
+):
+    photos = lfw_photos(lfw_rows, "female", 4)
+    url = site.listal_person("jane-doe", "Jane Doe", photos, per_page=2, broken_large=(1, 2))
+    s = make_scraper(site, tmp_path / "raw")
+    s.run(people_from_seeds([Seed("Jane Doe", "female", url)]), progress=False)
+    assert len(saved(tmp_path / "raw" / "female" / "jane-doe")) == 4
+    entries = Manifest(tmp_path / "raw").entries
+    vias = sorted(e["via"].rsplit("/", 1)[1] for e in entries if "via" in e)
+    assert vias == ["1030full-jane-doe.jpg", "1030full.jpg"]  # with and without a slug
+    assert len([p for p in site.hits if "/viewimage/" in p]) == 2  # only for the broken ones
 
 
 def test_filmweb_portrait_and_gallery_pages(site, tmp_path, lfw_rows):
@@ -121,10 +136,10 @@ def test_rerun_downloads_nothing_again_but_retries_transient_failures(site, tmp_
         Reply(photos[0].read_bytes(), "image/jpeg")])  # fmt: skip
     people = people_from_seeds([Seed("Ann", "female", url), Seed("Bo", "male", flaky)])
     make_scraper(site, tmp_path / "raw").run(people, progress=False)
-    image_hits = {p: n for p, n in site.hits.items() if "1080full" in p}
+    image_hits = {p: n for p, n in site.hits.items() if "10000full" in p}
     assert site.hits["/files/flaky.jpg"] == 2  # 503, retried once, failed for now
     make_scraper(site, tmp_path / "raw").run(people, progress=False)
-    assert {p: n for p, n in site.hits.items() if "1080full" in p} == image_hits
+    assert {p: n for p, n in site.hits.items() if "10000full" in p} == image_hits
     assert site.hits["/files/flaky.jpg"] == 4  # retried on the rerun, and got it
     assert len(saved(tmp_path / "raw" / "male")) == 1
 
@@ -228,7 +243,7 @@ def test_killed_run_resumes_without_downloading_twice(site, tmp_path, lfw_rows):
     photos = lfw_photos(lfw_rows, "male", 8)
     url = site.listal_person("slow-man", "Slow Man", photos, per_page=4)
     for path, replies in list(site.routes.items()):  # every image takes a while
-        if "1080full" in path:
+        if "10000full" in path:
             replies[0].delay = 0.4
     seeds = write_seeds(tmp_path / "seeds.csv", [("Slow Man", "male", url)])
     out = tmp_path / "raw"

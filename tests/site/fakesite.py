@@ -36,6 +36,26 @@ def template(file: str, **values: str) -> str:
     return Template((HERE / file).read_text(encoding="utf-8")).substitute(values)
 
 
+def listal_pager(slug: str, current: int, last: int) -> str:
+    """listal's ``<div class='pages'>`` content, as on the real pages 1 and 371."""
+    link = lambda m: f"/{slug}/pictures/" if m == 1 else f"/{slug}/pictures//{m}"  # noqa: E731
+    prev = (
+        f"<a href='{link(current - 1)}'>&#171; Prev</a> " if current > 1
+        else "<span class='nextprev'>&#171; Prev</span>"
+    )  # fmt: skip
+    numbers = "".join(
+        f"<span class='current'><b>{m}</b></span>"
+        if m == current
+        else f"<a href='{link(m)}'>{m}</a> "
+        for m in range(1, last + 1)
+    )
+    nxt = (
+        f"<a href='{link(current + 1)}'>Next &#187;</a> " if current < last
+        else "<span class='nextprev'>Next &#187;</span>"
+    )  # fmt: skip
+    return prev + numbers + nxt
+
+
 class FakeSite:
     """The server; ``add`` a path's replies (a list is answered in turn, the last one repeats)."""
 
@@ -114,33 +134,51 @@ class FakeSite:
 
     # -- site builders --------------------------------------------------------------------------
 
-    def listal_person(self, slug: str, name: str, photos: list[Path], per_page: int = 2) -> str:
-        """Picture pages, viewimage pages and images of one listal person; returns the seed URL."""
+    def listal_person(
+        self, slug: str, name: str, photos: list[Path], per_page: int = 2,
+        broken_large: tuple[int, ...] = (),
+    ) -> str:  # fmt: skip
+        """Picture pages, viewimage pages and images of one listal person; returns the seed URL.
+
+        The pages have the structure of the real saved ones (../shared/fixtures/scraper/listal):
+        single-quoted absolute ``http://www.listal.com/viewimage/<id>`` links, thumbnails
+        ``<id>/176full.jpg`` without a slug, the pager's ``/<slug>/pictures//<n>`` (double
+        slash, root-relative as on listal) and an unlinked "Next" on the last page. The large
+        image ``<id>/10000full.jpg`` answers 404 for the photos whose index is in
+        ``broken_large``; the viewimage page shows ``image/<id>/1030full[-<slug>].jpg`` (with
+        a slug for odd ids, without for even ones).
+        """
         pages = [photos[i : i + per_page] for i in range(0, len(photos), per_page)] or [[]]
+        index = 0
         for n, chunk in enumerate(pages, 1):
             thumbs = []
             for photo in chunk:
                 self.next_id += 1
                 image_id = str(self.next_id)
-                view = self.url(f"/listal/viewimage/{image_id}")
-                thumb = self.url(f"/lisimg/thumb/{image_id}.jpg")
-                big = self.url(f"/lisimg/image/{image_id}/740full-{slug}.jpg")
-                thumbs.append(template("listal_thumb.html", view=view, thumb=thumb, name=name))
+                thumb = self.photo(f"/lisimg/{image_id}/176full.jpg", photo)
+                large = f"/lisimg/{image_id}/10000full.jpg"
+                if index in broken_large:
+                    self.add(large, b"not found", "text/plain", status=404)
+                else:
+                    self.photo(large, photo)
+                index += 1
+                suffix = f"-{slug}" if int(image_id) % 2 else ""
+                shown = self.photo(f"/lisimg/image/{image_id}/1030full{suffix}.jpg", photo)
+                thumbs.append(template("listal_thumb.html", id=image_id, thumb=thumb))
                 self.add(
                     f"/listal/viewimage/{image_id}",
-                    template("listal_viewimage.html", name=name, image=big, thumb=thumb,
-                             back=self.url(f"/listal/{slug}/pictures")),
+                    template("listal_viewimage.html", name=name, slug=slug, image=shown,
+                             thumb=thumb),
                 )  # fmt: skip
-                self.photo(f"/lisimg/image/{image_id}/1080full-{slug}.jpg", photo)
-            pager = " ".join(
-                f'<a href="/listal/{slug}/pictures/{m}">{m}</a>' for m in range(1, len(pages) + 1)
-            )
             html = template(
-                "listal_pictures.html", name=name, thumbs="\n".join(thumbs), pager=pager
-            )
-            self.add(f"/listal/{slug}/pictures/{n}", html)
+                "listal_pictures.html", name=name, slug=slug, count=str(len(photos)),
+                thumbs="\n".join(thumbs), pager=listal_pager(slug, n, len(pages)),
+            )  # fmt: skip
+            self.add(f"/listal/{slug}/pictures//{n}", html)
             if n == 1:
                 self.add(f"/listal/{slug}/pictures", html)
+                self.add(f"/listal/{slug}/pictures/", html)
+        self.add(f"/listal/{slug}", f"<a href='/{slug}/pictures' class='picturesbutton'>")
         return self.url(f"/listal/{slug}")
 
     def filmweb_person(self, person: str, name: str, photos: list[Path], per_page: int = 2) -> str:
