@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,6 +97,19 @@ def test_filmweb_portrait_and_gallery_pages(site, tmp_path, lfw_rows):
     assert len(saved(tmp_path / "raw" / "male" / "jan-kowalski")) == 4
     assert site.hits["/filmweb/person/Jan+Kowalski-123/photos?page=2"] == 1
     assert site.hits["/front/logo/filmweb-logo.png"] == 0  # site assets are not photos
+    assert len([e for e in Manifest(tmp_path / "raw").entries if "/fph/" in e["url"]]) == 3
+
+
+def test_filmweb_person_api_gives_the_portrait_without_the_person_page(site, tmp_path, lfw_rows):
+    photos = lfw_photos(lfw_rows, "male", 3)
+    url = site.filmweb_person("Jan+Kowalski-123", "Jan Kowalski", photos, api=True)
+    s = make_scraper(site, tmp_path / "raw")
+    s.run(people_from_seeds([Seed("Jan Kowalski", "male", url)]), progress=False)
+    assert len(saved(tmp_path / "raw" / "male" / "jan-kowalski")) == 3
+    urls = [e["url"] for e in Manifest(tmp_path / "raw").entries]
+    assert urls[0] == site.url("/ppo/23/123/7530135.3.jpg")
+    assert site.hits["/filmweb/api/v1/person/123/info"] == 1
+    assert site.hits["/filmweb/person/Jan+Kowalski-123"] == 0
 
 
 def test_same_photo_under_two_urls_is_saved_once(site, tmp_path, lfw_female):
@@ -319,3 +333,58 @@ def test_start_removes_only_its_own_partial_files(site, tmp_path, lfw_female):
     make_scraper(site, out)
     assert not own.exists() and not own_crop.exists()
     assert all(p.read_bytes() == b"half" for p in theirs)
+
+
+def test_host_that_is_down_is_retried_on_the_next_run(tmp_path, lfw_female):
+    with socket.socket() as sock:  # a port with nothing listening yet
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/files/a.jpg"
+    people = people_from_seeds([Seed("Ann", "female", url)])
+    fetcher = Fetcher(FetchSettings(delay=0.0, retries=0, allow_private_hosts=True))
+    Scraper(tmp_path / "raw", fetcher, default_sources()).run(people, progress=False)
+    (entry,) = Manifest(tmp_path / "raw").entries
+    assert entry["error"] == "robots_unreachable" and entry["transient"] is True
+    site = FakeSite(port=port)  # the host comes up
+    try:
+        site.photo("/files/a.jpg", lfw_female)
+        fetcher = Fetcher(FetchSettings(delay=0.0, retries=0, allow_private_hosts=True))
+        Scraper(tmp_path / "raw", fetcher, default_sources()).run(people, progress=False)
+        assert site.hits["/robots.txt"] == 1 and site.hits["/files/a.jpg"] == 1
+        assert len(saved(tmp_path / "raw" / "female")) == 1
+    finally:
+        site.close()
+
+
+def test_base_rewrites_seed_urls_of_that_source(site, tmp_path, lfw_rows):
+    photos = lfw_photos(lfw_rows, "male", 2)
+    site.listal_person("john-roe", "John Roe", photos)
+    site.filmweb_person("John+Roe-5", "John Roe", photos)
+    seeds = [
+        Seed("John Roe", "male", "https://www.listal.com/john-roe"),
+        Seed("John Roe", "male", "https://www.filmweb.pl/person/John+Roe-5"),
+    ]
+    make_scraper(site, tmp_path / "raw").run(people_from_seeds(seeds), progress=False)
+    entries = Manifest(tmp_path / "raw").entries
+    assert {e["source"] for e in entries} == {"listal", "filmweb"}
+    assert all(e["status"] in ("saved", "duplicate") for e in entries)
+    assert site.hits["/listal/john-roe/pictures"] == 1
+    assert site.hits["/filmweb/person/John+Roe-5"] == 1
+
+
+def test_cli_refuses_private_hosts_unless_allowed(site, tmp_path, lfw_female):
+    url = site.photo("/files/a.jpg", lfw_female)
+    port = site.server.server_address[1]
+    seeds = write_seeds(
+        tmp_path / "seeds.csv",
+        [("A", "female", url), ("B", "female", f"http://2130706433:{port}/files/a.jpg")],
+    )
+    out = tmp_path / "raw"
+    result = run_cli("scrape", "--seeds", str(seeds), "--out", str(out), "--delay", "0",
+                     "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    errors = [e.get("error") for e in Manifest(out).entries]
+    assert errors == ["private_address", "private_address"] and not site.log
+    result = run_cli("scrape", "--seeds", str(seeds), "--out", str(out), *site_args(site))
+    assert result.returncode == 0, result.stderr
+    assert len(saved(out / "female")) == 1

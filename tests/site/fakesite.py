@@ -9,6 +9,7 @@ what was fetched and when. Sites are mounted under path prefixes of the one serv
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -181,9 +182,23 @@ class FakeSite:
         self.add(f"/listal/{slug}", f"<a href='/{slug}/pictures' class='picturesbutton'>")
         return self.url(f"/listal/{slug}")
 
-    def filmweb_person(self, person: str, name: str, photos: list[Path], per_page: int = 2) -> str:
-        """Person page (portrait = first photo) and gallery pages; returns the seed URL."""
+    def filmweb_person(
+        self, person: str, name: str, photos: list[Path], per_page: int = 2, api: bool = False
+    ) -> str:
+        """Person page (portrait = first photo) and gallery pages; returns the seed URL.
+
+        Gallery photos are film stills as public code shows them,
+        ``fwcdn.pl/fph/<a>/<b>/<film id>/<photo id>_<n>.<size>.jpg``. With ``api``, the person
+        API ``/api/v1/person/<id>/info`` answers with the name and the portrait's ``imagePath``
+        (served at ``/ppo/…``, the size ``$`` as 3); otherwise it answers 404.
+        """
+        person_id = person.rsplit("-", 1)[1]
         portrait = self.photo(f"/fwcdn/ppo/{person}/portrait.jpg", photos[0])
+        if api:
+            image_path = f"/{person_id[-2:]}/{person_id}/7530135.$.jpg"
+            self.photo("/ppo" + image_path.replace("$", "3"), photos[0])
+            info = json.dumps({"name": name, "imagePath": image_path})
+            self.add(f"/filmweb/api/v1/person/{person_id}/info", info, "application/json")
         rest = photos[1:]
         pages = [rest[i : i + per_page] for i in range(0, len(rest), per_page)] or [[]]
         gallery = f"/filmweb/person/{person}/photos"
@@ -194,7 +209,10 @@ class FakeSite:
         for n, chunk in enumerate(pages, 1):
             items = []
             for k, photo in enumerate(chunk):
-                src = self.photo(f"/fwcdn/pph/{person}/{n}-{k}.3.jpg", photo)
+                self.next_id += 1
+                film = self.next_id
+                src = self.photo(f"/fwcdn/fph/{film % 100}/{film // 100}/{film}/{700 + k}_1.3.jpg",
+                                 photo)  # fmt: skip
                 items.append(template("filmweb_photo.html", link=f"{gallery}/{n}-{k}", src=src,
                                       name=name))  # fmt: skip
             pager = " ".join(
