@@ -43,10 +43,14 @@ class BlockedByChallenge(FetchError):
 
 
 class PrivateAddress(FetchError):
-    """The host is, or resolves to, a loopback, private, link-local or unspecified address."""
+    """The host is, or resolves to, a loopback, private, link-local or unspecified address.
+
+    Transient: the refusal comes from this run's options (``--allow-private-hosts``) and the
+    host's DNS, not from the server, so a later run decides again (no request was sent).
+    """
 
     code = "private_address"
-    transient = False
+    transient = True
 
 
 class RedirectLoop(FetchError):
