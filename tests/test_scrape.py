@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from scraper.sources import default_sources  # noqa: E402
 from scraper.sources.base import Seed  # noqa: E402
 from scraper.sources.facescrub import parse_list  # noqa: E402
 from scraper.sources.seedlist import parse_seeds  # noqa: E402
-from tests.helpers import LFW  # noqa: E402
+from tests.helpers import LFW, free_port  # noqa: E402
 
 ANFE = str(Path(sys.executable).with_name("anfe"))
 
@@ -336,9 +335,7 @@ def test_start_removes_only_its_own_partial_files(site, tmp_path, lfw_female):
 
 
 def test_host_that_is_down_is_retried_on_the_next_run(tmp_path, lfw_female):
-    with socket.socket() as sock:  # a port with nothing listening yet
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there yet
     url = f"http://127.0.0.1:{port}/files/a.jpg"
     people = people_from_seeds([Seed("Ann", "female", url)])
     fetcher = Fetcher(FetchSettings(delay=0.0, retries=0, allow_private_hosts=True))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from scraper.errors import (  # noqa: E402
     RobotsUnavailable,
 )
 from scraper.fetcher import Fetcher, FetchSettings  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 
 @pytest.fixture
@@ -81,9 +81,7 @@ def test_robots_4xx_allows_everything(site, lfw_female, status):
 
 
 def test_robots_of_a_host_that_is_down_is_transient():
-    with socket.socket() as s:  # a port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     with fetcher(retries=0) as f, pytest.raises(RobotsUnavailable) as err:
         f.image(f"http://127.0.0.1:{port}/a.jpg")
     assert err.value.transient

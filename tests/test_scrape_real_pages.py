@@ -19,8 +19,7 @@ from fakesite import FakeSite  # noqa: E402
 
 from scraper.sources.facescrub import parse_list  # noqa: E402
 from scraper.sources.listal import Listal  # noqa: E402
-
-from .conftest import LFW, ROOT  # noqa: E402
+from tests.helpers import LFW, ROOT  # noqa: E402
 
 FIXTURES = (
     Path(os.environ.get("ANFE_TEST_FIXTURES", ROOT.parent / "shared" / "fixtures")).resolve()
