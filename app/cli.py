@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shutil
 import socket
+import tempfile
 
+from app.metrics import MULTIPROC_ENV
 from centroids.errors import InvalidParameter
 from centroids.store import check_uri, default_uri, describe_uri
 
@@ -93,14 +96,23 @@ def run(args: argparse.Namespace) -> int:
         f"{args.workers} server process(es) x {settings.cpu_workers} detector(s))",
         flush=True,
     )
-    uvicorn.run(
-        "app.main:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-    )
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # each server process writes its metrics there; GET /metrics adds them all up
+        metrics_dir = tempfile.mkdtemp(prefix="anfe-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "app.main:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

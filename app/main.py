@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.docs import add_docs
 from app.errors import error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
+from app.metrics import add_metrics
 from app.routes import api, open_router
 from app.security import add_cors, origins
 from app.service import Service
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     batch_limit = settings.max_batch_files * (settings.max_bytes + OVERHEAD)
     limits = {"/predict": predict_limit, "/predict/batch": batch_limit}
     app.add_middleware(BodyLimit, limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD))
-    add_cors(app, origins(settings.cors_origins))  # outermost: error answers carry CORS too
+    add_cors(app, origins(settings.cors_origins))  # error answers carry CORS too
+    add_metrics(app, settings.cpu_workers)  # outermost: counts every answer, 413s included
     return app
 
 
