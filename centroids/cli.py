@@ -68,7 +68,7 @@ def open_store(args: argparse.Namespace) -> Store:
     return Store(args.db or default_uri())
 
 
-def positive(name: str, value: int | None, least: int = 1) -> None:
+def at_least(name: str, value: int | None, least: int = 1) -> None:
     """Raise :class:`InvalidParameter` when an integer option is below ``least``."""
     if value is not None and value < least:
         raise InvalidParameter(f"{name} must be at least {least}, not {value}")
@@ -163,8 +163,8 @@ def mode_params(args: argparse.Namespace) -> dict:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    positive("--jobs", args.jobs)
-    positive("--min-age", args.min_age, least=0)
+    at_least("--jobs", args.jobs)
+    at_least("--min-age", args.min_age, least=0)
     check_uri(args.db or default_uri())
     settings = EmbeddingSettings(
         model=args.landmarks, jitters=args.jitters, max_side=args.max_side, cropped=args.cropped
