@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from centroids import faces
+from centroids.cpus import usable_cpus
 from centroids.store import default_uri
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -40,7 +32,7 @@ class Settings(BaseSettings):
         description="comma-separated origins browsers may call the API from ('*': any); "
         "empty: CORS off",
     )
-    cpu_workers: int = Field(default_factory=_cores, ge=1, description="detection processes")
+    cpu_workers: int = Field(default_factory=usable_cpus, ge=1, description="detection processes")
     refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
     seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from centroids import faces
 from centroids.errors import InvalidParameter
 from centroids.model import CentroidSet
@@ -22,7 +24,7 @@ def embedding_settings(cs: CentroidSet) -> faces.EmbeddingSettings:
 
 
 def predict_image(
-    data: bytes,
+    data: bytes | np.ndarray,
     cs: CentroidSet,
     *,
     max_faces: int = 20,
@@ -31,6 +33,9 @@ def predict_image(
     max_side: int | None = None,
 ) -> dict[str, Any]:
     """Detect, encode and classify every face (largest first up to ``max_faces``).
+
+    ``data`` is the bytes of an image file, or an image already decoded (see
+    :func:`faces.as_rgb`, whose checks it passes through).
 
     :return: ``{"image": {"width", "height"}, "faces": [...], "timings_ms": {...}}`` where each face
         is ``{"box": {...}, "gender", "distances", "margin", "confidence", "uncertain", "in_range",
@@ -43,7 +48,10 @@ def predict_image(
         raise InvalidParameter("max_faces must be between 1 and 100")
     settings = embedding_settings(cs)
     t0 = time.perf_counter()
-    image = faces.decode(faces.read_bytes(data, max_bytes), max_pixels)
+    if isinstance(data, np.ndarray):
+        image = faces.as_rgb(data, max_pixels)
+    else:
+        image = faces.decode(faces.read_bytes(data, max_bytes), max_pixels)
     t1 = time.perf_counter()
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
     detection, encode_on, encode_boxes = "first_pass", image, boxes
