@@ -226,6 +226,7 @@ class _Reader:
     def integer(self) -> int:
         control = self.take(1)[0]
         if control & 0x70:
+            self.pos -= 1
             raise self.fail(f"expected an integer, found control byte 0x{control:02x}")
         size = control & 0x0F
         if size > 8:
@@ -262,21 +263,21 @@ class _Reader:
             return math.nan
         return math.ldexp(float(mantissa), exponent)
 
-    def expect_version(self, allowed: tuple[int, ...], what: str) -> int:
+    def expect(self, read, allowed: tuple, what: str):
+        """Read a value with ``read`` and fail, naming ``what``, unless it is in ``allowed``."""
         at = self.pos
-        version = self.integer()
-        if version not in allowed:
+        value = read()
+        if value not in allowed:
             self.pos = at
-            raise self.fail(f"unexpected version {version} of {what} (known: {allowed})")
-        return version
+            known = " or ".join(map(repr, allowed))
+            raise self.fail(f"expected {what} ({known}), found {value!r}")
+        return value
+
+    def expect_version(self, allowed: tuple[int, ...], what: str) -> int:
+        return self.expect(self.integer, allowed, f"a version of {what}")
 
     def expect_name(self, allowed: tuple[str, ...], what: str) -> str:
-        at = self.pos
-        name = self.string()
-        if name not in allowed:
-            self.pos = at
-            raise self.fail(f"expected {what} ({' or '.join(allowed)}), found {name!r}")
-        return name
+        return self.expect(self.string, allowed, what)
 
     def dims(self) -> tuple[int, int, int, int]:
         shape = tuple(self.integer() for _ in range(4))
