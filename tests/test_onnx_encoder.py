@@ -25,7 +25,13 @@ from centroids.dlib_dat import (
     read_network,
 )
 from centroids.errors import InvalidParameter
-from centroids.onnx_encoder import OnnxEncoder, cache_dir, converted_model, encode_faces
+from centroids.onnx_encoder import (
+    EncoderCacheUnwritable,
+    OnnxEncoder,
+    cache_dir,
+    converted_model,
+    encode_faces,
+)
 from tests.conftest import LFW, UTKFACE
 
 TOLERANCE = 1e-4  # Euclidean; two photos of one person are ~0.3-0.5 apart
@@ -147,3 +153,20 @@ def test_model_file_copy_converts_to_the_same_cached_name(tmp_path, encoder):
     shutil.copyfile(default_model_path(), copy)
     path, converted = converted_model(copy, encoder.model_path.parent)
     assert (path, converted) == (encoder.model_path, False)  # keyed by content, not location
+
+
+def test_damaged_cache_entry_is_converted_again(tmp_path, encoder):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    damaged = cache / encoder.model_path.name
+    damaged.write_bytes(encoder.model_path.read_bytes()[:1000])
+    again = OnnxEncoder(threads=1, cache=cache)
+    assert again.converted
+    assert again.model_path.stat().st_size == encoder.model_path.stat().st_size
+
+
+def test_unwritable_cache_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(EncoderCacheUnwritable, match="set ANFE_CACHE"):
+        converted_model(cache=blocker / "cache")
