@@ -7,7 +7,8 @@ imports none of them.
 
 Every option is checked before a model is loaded or an image embedded. Errors print one line
 ``anfe: error: <message>`` and exit with the error's code (2 bad usage, 3 some or all images
-failed, 4 centroids missing, 5 database unusable, 130 interrupted, 141 output pipe closed).
+failed, 4 centroids missing, 5 database unusable, 6 face encoder unusable, 130 interrupted,
+141 output pipe closed).
 """
 
 from __future__ import annotations

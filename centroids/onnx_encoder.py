@@ -43,7 +43,6 @@ from centroids.dlib_dat import (
     FullyConnected,
     InputRGB,
     LossMetric,
-    ModelFileInvalid,
     Network,
     Pool,
     Relu,
@@ -52,7 +51,7 @@ from centroids.dlib_dat import (
     default_model_path,
     read_network,
 )
-from centroids.errors import AnfeError, InvalidParameter
+from centroids.errors import EncoderCacheUnwritable, InvalidParameter, ModelFileInvalid
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -65,7 +64,6 @@ BATCH = 32  # faces per onnxruntime call inside encode_chips
 __all__ = [
     "CHIP_PADDING",
     "CHIP_SIZE",
-    "EncoderCacheUnwritable",
     "OnnxEncoder",
     "build_model",
     "cache_dir",
@@ -73,14 +71,6 @@ __all__ = [
     "encode_faces",
     "face_chips",
 ]
-
-
-class EncoderCacheUnwritable(AnfeError):
-    """The folder of converted models cannot be created or written."""
-
-    code = "encoder_cache_unwritable"
-    status = 500
-    exit_code = 6
 
 
 def cache_dir() -> Path:

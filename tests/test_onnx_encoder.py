@@ -19,14 +19,12 @@ from centroids.dlib_dat import (
     AddPrev,
     Affine,
     Conv,
-    ModelFileInvalid,
     Pool,
     default_model_path,
     read_network,
 )
-from centroids.errors import InvalidParameter
+from centroids.errors import EncoderCacheUnwritable, InvalidParameter, ModelFileInvalid
 from centroids.onnx_encoder import (
-    EncoderCacheUnwritable,
     OnnxEncoder,
     cache_dir,
     converted_model,
