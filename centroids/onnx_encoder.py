@@ -396,3 +396,22 @@ def encode_faces(encoder: OnnxEncoder, image: np.ndarray, shapes) -> np.ndarray:
     :returns: float64 array (N, 128), in the order of ``shapes``
     """
     return encoder.encode_chips(face_chips(image, shapes))
+
+
+def main() -> int:
+    """``python -m centroids.onnx_encoder``: convert now (``make install`` does), print the path."""
+    import sys
+
+    from centroids.errors import AnfeError
+
+    try:
+        path, converted = converted_model()
+    except AnfeError as exc:
+        print(f"anfe: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    print(f"face encoder {'converted to' if converted else 'already converted:'} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
