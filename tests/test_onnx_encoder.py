@@ -30,7 +30,7 @@ from centroids.onnx_encoder import (
     converted_model,
     encode_faces,
 )
-from tests.conftest import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE
 
 TOLERANCE = 1e-4  # Euclidean; two photos of one person are ~0.3-0.5 apart
 LFW_PHOTOS = 30
