@@ -1,0 +1,416 @@
+"""The ONNX port of dlib's face encoder against dlib's own, side by side in one run.
+
+Sections (``--sections``, comma-separated; default: all but ``equality``):
+
+- ``speed``: the encoder alone on one thread, per face, at batch 1 and 8, on real face chips
+  (UTKFace crops, chips cut by dlib beforehand); onnxruntime on all the cores for reference.
+- ``build``: ``anfe build --cropped --jobs 1`` on ``--build-crops`` UTKFace crops, an empty
+  database each, ``--encoder onnx`` then ``--encoder dlib``; then where the ONNX build's time
+  goes, each step timed alone in this process on the same crops (read + hash, decode,
+  landmarks, chip, encoder in batches of 8, database writes).
+- ``service``: two real ``anfe serve`` (one per encoder, the default ``--cpu-workers``) on
+  127.0.0.1 with the same centroid set; LFW 250x250 photos posted to each in turn, one at a
+  time; p50/p95 latency, the median of the response's ``timings_ms`` split (decode, HOG
+  detection, landmarks + chip, encoder, classify), and the RSS of each detection process.
+- ``memory``: the RSS of one worker process after embedding ``--memory-photos`` LFW photos:
+  as before this change (``import face_recognition``: every dlib model, dlib's encoder), and
+  now with each encoder (only the models used).
+- ``equality``: dlib's and the ONNX embedding of the same chips of ``--lfw`` LFW photos (HOG
+  detection, every face) and ``--utk`` UTKFace crops: the Euclidean distance per face (max,
+  mean), and the answers of every shipped centroid set per face (how many change side, and
+  their margins).
+
+Example (the figures of docs/performance.md)::
+
+    .venv/bin/python perf/encoder.py
+    .venv/bin/python perf/encoder.py --sections equality --lfw 1000 --utk 1100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import service  # noqa: E402
+
+ANFE = service.ANFE
+SECTIONS = ("speed", "build", "service", "memory", "equality")
+TIMING_PARTS = ("decode", "detect", "landmarks", "encode", "classify")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def chips_of(paths: list[Path]) -> np.ndarray:
+    """The dlib chip of each UTKFace crop (the whole image is the face)."""
+    from centroids import faces
+
+    out = []
+    for p in paths:
+        image = faces.decode(p.read_bytes())
+        shapes = faces.landmark_shapes(image, [faces.whole_image_box(image)])
+        out.append(faces.face_chips(image, shapes))
+    return np.concatenate(out)
+
+
+def per_face(fn, chips: np.ndarray, batch: int, repeats: int) -> float:
+    """Median over ``repeats`` of the seconds per face of ``fn`` over all chips in batches."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(0, len(chips), batch):
+            fn(chips[i : i + batch])
+        times.append((time.perf_counter() - t0) / len(chips))
+    return statistics.median(times)
+
+
+# -- speed -----------------------------------------------------------------------------------
+
+
+def speed(chips: np.ndarray) -> None:
+    from centroids import encoders
+
+    encoders.set_threads(1)
+    dlib_run = lambda c: encoders.encode_chips(c, 1, "dlib")  # noqa: E731
+    onnx_run = lambda c: encoders.encode_chips(c, 1, "onnx")  # noqa: E731
+    dlib_run(chips[:1]), onnx_run(chips[:8])  # load both
+    rows = []
+    for batch in (1, 8):
+        d = per_face(dlib_run, chips, batch, 2)
+        o = per_face(onnx_run, chips, batch, 5)
+        rows.append([f"batch {batch}, 1 thread", d * 1e3, o * 1e3, f"{d / o:.1f}x"])
+    cores = encoders.cpu_count()
+    if cores > 1:
+        encoders.set_threads(cores)
+        onnx_run(chips[:8])
+        o = per_face(onnx_run, chips, 8, 5)
+        rows.append([f"batch 8, onnx on {cores} threads", float("nan"), o * 1e3, "-"])
+    print(f"\n## Encoder alone, {len(chips)} real face chips\n")
+    print(common.table(["", "dlib ms/face", "onnx ms/face", "dlib / onnx"], rows))
+
+
+# -- build -----------------------------------------------------------------------------------
+
+
+def build(crops: Path, paths: list[Path], work: Path) -> None:
+    from centroids import encoders, faces, images
+    from centroids.store import Store
+    from centroids.workers import WRITE_EVERY, Embedded, chunks
+
+    n = len(paths)
+    per_gender = n // 2
+    walls = {}
+    for encoder in ("onnx", "dlib"):
+        db = work / f"build-{encoder}"
+        cmd = [ANFE, "build", str(crops), "--cropped", "--jobs", "1", "--sizes", str(per_gender)]
+        cmd += ["--encoder", encoder, "--no-progress", "--db", str(db)]
+        print(f"anfe build --encoder {encoder} ...", flush=True)
+        m = common.run_measured(cmd)
+        if f"embedded {n} new images" not in m.out:
+            raise SystemExit(f"the build did not embed {n} images: {m.out}")
+        walls[encoder] = m
+    print(f"\n## anfe build --cropped --jobs 1, {n} UTKFace crops ({uptime()})\n")
+    print(
+        common.table(
+            ["encoder", "wall s", "CPU s (all processes)", "ms per face (wall)", "peak RSS MiB"],
+            [[e, m.wall, m.cpu, 1000 * m.wall / n, common.mib(m.peak)] for e, m in walls.items()],
+        )
+    )
+    print(f"\ndlib / onnx, wall: {walls['dlib'].wall / walls['onnx'].wall:.1f}x")
+
+    # where the ONNX build's time goes: each step alone, on the same crops, as --jobs 1 runs it
+    encoders.set_threads(encoders.threads_per_process(1))
+    steps = dict.fromkeys(
+        ["read + hash", "decode", "landmarks", "chip", "encoder", "database"], 0.0
+    )
+    shas, all_chips = [], []
+    for p in paths:
+        t0 = time.perf_counter()
+        data = p.read_bytes()
+        shas.append(images.content_hash(data))
+        t1 = time.perf_counter()
+        image = faces.decode(data)
+        t2 = time.perf_counter()
+        shapes = faces.landmark_shapes(image, [faces.whole_image_box(image)])
+        t3 = time.perf_counter()
+        all_chips.append(faces.face_chips(image, shapes))
+        t4 = time.perf_counter()
+        steps["read + hash"] += t1 - t0
+        steps["decode"] += t2 - t1
+        steps["landmarks"] += t3 - t2
+        steps["chip"] += t4 - t3
+    encoders.encode_chips(all_chips[0], 1, "onnx")  # loaded, as in a running build
+    vectors = []
+    t0 = time.perf_counter()
+    for batch in chunks(all_chips, 8):
+        vectors += list(encoders.encode_chips(np.concatenate(batch), 1, "onnx"))
+    steps["encoder"] = time.perf_counter() - t0
+    docs = [
+        Embedded(sha, 1, v, (0, 200, 200, 0)).to_doc("timing", "female", str(p))
+        for sha, v, p in zip(shas, vectors, paths, strict=True)
+    ]
+    with Store(str(work / "build-steps-db")) as store:
+        t0 = time.perf_counter()
+        for batch in chunks(docs, WRITE_EVERY):
+            store.put_embeddings(batch)
+        steps["database"] = time.perf_counter() - t0
+    total = walls["onnx"].wall
+    rows = [[name, 1000 * s / n, f"{100 * s / total:.0f} %"] for name, s in steps.items()]
+    rest = total - sum(steps.values())
+    rows.append(["the rest (start-up, model load, draw, centroids)", 1000 * rest / n, ""])
+    rows[-1][2] = f"{100 * rest / total:.0f} %"
+    print(f"\nwhere the onnx build's {total:.1f} s go (each step timed alone)\n")
+    print(common.table(["step", "ms per face", "share of the build's wall"], rows))
+
+
+# -- service ---------------------------------------------------------------------------------
+
+
+def post(session: requests.Session, url: str, data: bytes) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    r = session.post(url + "/predict", files={"file": ("p.jpg", data, "image/jpeg")}, timeout=300)
+    elapsed = time.perf_counter() - t0
+    if r.status_code != 200:
+        raise SystemExit(f"/predict answered {r.status_code}: {r.text[:300]}")
+    return elapsed, r.json()
+
+
+def serve(work: Path, photos: int) -> None:
+    db = work / "service-db"
+    utk = work / "service-utk"
+    common.link_dataset(
+        common.UTKFACE, common.balanced_sample(common.UTKFACE, 140, 5, min_age=18), utk
+    )
+    common.run_measured([ANFE, "build", str(utk), "--sizes", "60", "--cropped", "--no-progress"]
+                        + ["--db", str(db)])  # fmt: skip
+    small = [
+        (common.LFW / r["path"]).read_bytes() for r in common.balanced_sample(common.LFW, photos, 7)
+    ]
+    cores = len(os.sched_getaffinity(0))
+    lat: dict[str, list[float]] = {"onnx": [], "dlib": []}
+    parts: dict[str, dict[str, list[float]]] = {e: {k: [] for k in TIMING_PARTS} for e in lat}
+    rss_rows = []
+    with (
+        service.Server(db, 1, cores, "onnx") as onnx,
+        service.Server(db, 1, cores, "dlib") as dlib,
+        requests.Session() as s,
+    ):
+        servers = {"onnx": onnx, "dlib": dlib}
+        print(f"two servers up; {len(small)} photos to each, in turn ...", flush=True)
+        for server in servers.values():
+            for data in small[: 2 * cores]:  # every detection process answers once first
+                post(s, server.url, data)
+        for data in small:
+            for encoder, server in servers.items():
+                elapsed, body = post(s, server.url, data)
+                lat[encoder].append(elapsed)
+                for k in TIMING_PARTS:
+                    parts[encoder][k].append(body["timings_ms"].get(k, float("nan")))
+        for encoder, server in servers.items():
+            for role, size in server.rss():
+                if role == "detection process":
+                    rss_rows.append([encoder, role, size])
+    p50 = {e: float(np.percentile(v, 50)) * 1000 for e, v in lat.items()}
+    p95 = {e: float(np.percentile(v, 95)) * 1000 for e, v in lat.items()}
+    print(f"\n## /predict on LFW 250x250, anfe serve --cpu-workers {cores} ({uptime()})\n")
+    rows = [[e, len(lat[e]), p50[e], p95[e]] for e in lat]
+    print(common.table(["encoder", "requests", "p50 ms", "p95 ms"], rows))
+    print(f"\np50 dlib / onnx: {p50['dlib'] / p50['onnx']:.2f}x")
+    print("\nmedian of the response's timings_ms (server side, in the detection process)\n")
+    rows = []
+    for e in lat:
+        med = {k: statistics.median(parts[e][k]) for k in TIMING_PARTS}
+        rest = p50[e] - sum(med.values())
+        rows.append([e, *(med[k] for k in TIMING_PARTS), rest])
+    print(common.table(["encoder", *TIMING_PARTS, "HTTP + hand-over (p50 - sum)"], rows))
+    print()
+    print(common.table(["encoder", "process", "RSS MiB"], rss_rows))
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+WORKER_KINDS = {
+    "before (import face_recognition: every dlib model, dlib's encoder)": "before",
+    "now, --encoder dlib (HOG, 5-point landmarks, dlib's encoder)": "dlib",
+    "now, --encoder onnx (HOG, 5-point landmarks, ONNX encoder, 1 thread)": "onnx",
+}
+
+
+def worker_rss(kind: str, photos: list[str]) -> dict:
+    """Run in a fresh process: load the models as a worker of ``kind`` does, embed the photos."""
+    import psutil
+
+    from centroids import faces
+
+    if kind == "before":  # what the worker loaded before this change (faces._api())
+        import face_recognition.api as api
+
+        for p in photos:
+            image = faces.decode(Path(p).read_bytes())
+            for box in api.face_detector(image, 1):
+                shape = api.pose_predictor_5_point(image, box)
+                api.face_encoder.compute_face_descriptor(image, shape, 1)
+    else:
+        faces.warm_up(kind)
+        for p in photos:
+            image = faces.decode(Path(p).read_bytes())
+            faces.encode(image, faces.detect(image), encoder=kind)
+    return {"rss": psutil.Process().memory_info().rss}
+
+
+def memory(photos: int) -> None:
+    paths = [str(common.LFW / r["path"]) for r in common.balanced_sample(common.LFW, photos, 9)]
+    rows = []
+    for label, kind in WORKER_KINDS.items():
+        # the peak is sampled from here: ru_maxrss would carry this process's over the exec
+        m = common.run_measured(
+            [sys.executable, __file__, "--worker-rss", kind, *paths], {"OMP_NUM_THREADS": "1"}
+        )
+        rss = json.loads(m.out.strip().splitlines()[-1])["rss"]
+        rows.append([label, common.mib(rss), common.mib(m.peak)])
+    base = rows[0][1]
+    for row in rows:
+        row.append(f"{row[1] - base:+.0f}")
+    print(f"\n## One worker process after {photos} LFW photos\n")
+    print(common.table(["worker", "RSS MiB", "peak RSS MiB", "RSS vs before, MiB"], rows))
+
+
+# -- equality --------------------------------------------------------------------------------
+
+
+def equality(n_lfw: int, n_utk: int, seed: int) -> None:
+    import random
+
+    from centroids import encoders, faces, shipped
+    from centroids.model import CentroidSet
+
+    encoders.set_threads(1)
+    rng = random.Random(seed)
+    jobs = [
+        (common.LFW / r["path"], False) for r in rng.sample(common.read_rows(common.LFW), n_lfw)
+    ]
+    jobs += [
+        (common.UTKFACE / r["path"], True)
+        for r in rng.sample(common.read_rows(common.UTKFACE), n_utk)
+    ]
+    vecs: dict[str, dict[str, list]] = {
+        "lfw": {"dlib": [], "onnx": []},
+        "utkface": {"dlib": [], "onnx": []},
+    }
+    t0 = time.time()
+    for i, (path, cropped) in enumerate(jobs, 1):
+        image = faces.decode(path.read_bytes())
+        boxes = [faces.whole_image_box(image)] if cropped else faces.detect(image)
+        if boxes:
+            chips = faces.face_chips(image, faces.landmark_shapes(image, boxes))
+            name = "utkface" if cropped else "lfw"
+            for encoder in ("dlib", "onnx"):
+                vecs[name][encoder].append(encoders.encode_chips(chips, 1, encoder))
+        if i % 250 == 0:
+            print(f"  {i}/{len(jobs)} images, {time.time() - t0:.0f} s", flush=True)
+    rows, every = [], {"dlib": [], "onnx": []}
+    for name, v in vecs.items():
+        d, o = np.concatenate(v["dlib"]), np.concatenate(v["onnx"])
+        every["dlib"].append(d)
+        every["onnx"].append(o)
+        dist = np.linalg.norm(d - o, axis=1)
+        rows.append(
+            [name, len(dist), f"{dist.max():.2e}", f"{dist.mean():.2e}", int((dist > 1e-4).sum())]
+        )
+    d, o = np.concatenate(every["dlib"]), np.concatenate(every["onnx"])
+    dist = np.linalg.norm(d - o, axis=1)
+    rows.append(
+        ["all", len(dist), f"{dist.max():.2e}", f"{dist.mean():.2e}", int((dist > 1e-4).sum())]
+    )
+    print(f"\n## Equality: Euclidean distance between dlib's and the ONNX embedding ({uptime()})\n")
+    print(common.table(["faces of", "faces", "max", "mean", "over 1e-4"], rows))
+    print(
+        f"\nlargest component difference: {np.abs(d - o).max():.2e}; "
+        f"a face's embedding has norm ~{np.linalg.norm(d, axis=1).mean():.2f}"
+    )
+    rows = []
+    for doc in shipped.shipped_documents():
+        cs = CentroidSet.from_doc(doc)
+        pd, po = cs.classify(d), cs.classify(o)
+        changed = np.flatnonzero(pd.gender != po.gender)
+        margins = ", ".join(f"{pd.margin[i]:.1e}" for i in changed) or "-"
+        rows.append(
+            [
+                cs.id,
+                len(d),
+                len(changed),
+                margins,
+                f"{np.abs(pd.margin - po.margin).max():.1e}",
+                int((pd.uncertain != po.uncertain).sum()),
+            ]
+        )
+    print("\nanswers of the shipped centroid sets on the same faces, dlib vs onnx\n")
+    print(
+        common.table(
+            ["set", "faces", "changed side", "their margins", "max margin diff", "uncertain flips"],
+            rows,
+        )
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sections", default="speed,build,service,memory", help="default: %(default)s")
+    ap.add_argument("--chips", type=int, default=64, help="chips timed by speed (default: 64)")
+    ap.add_argument("--build-crops", type=int, default=1000, help="default: %(default)s")
+    ap.add_argument("--photos", type=int, default=60, help="LFW photos per server (default: 60)")
+    ap.add_argument("--memory-photos", type=int, default=20, help="default: %(default)s")
+    ap.add_argument("--lfw", type=int, default=1000, help="LFW photos for equality")
+    ap.add_argument("--utk", type=int, default=1100, help="UTKFace crops for equality")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--worker-rss", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker_rss:
+        print(json.dumps(worker_rss(args.worker_rss, args.paths)))
+        return 0
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        ap.error(
+            f"unknown sections {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}"
+        )
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="anfe-perf-encoder-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {common.machine()}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"start: {uptime()}\n")
+    if "speed" in sections or "build" in sections:
+        rows = common.balanced_sample(common.UTKFACE, max(args.build_crops, args.chips), 3, 18)
+        crops = work / "utk-crops"
+        paths = common.link_dataset(common.UTKFACE, rows, crops)
+    if "speed" in sections:
+        speed(chips_of(paths[:: max(1, len(paths) // args.chips)][: args.chips]))
+    if "build" in sections:
+        build(crops, paths, work)
+    if "service" in sections:
+        serve(work, args.photos)
+    if "memory" in sections:
+        memory(args.memory_photos)
+    if "equality" in sections:
+        equality(args.lfw, args.utk, args.seed)
+    print(f"\nend: {uptime()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
