@@ -130,3 +130,21 @@ def test_unwritable_encoder_cache_is_one_line_and_exit_6(lfw_female, tmp_path):
     assert done.returncode == 6
     assert done.stderr.startswith("anfe: error: cannot write the converted face encoder")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_serve_refuses_an_unknown_encoder_before_listening():
+    done = anfe("serve", "--port", "1", env={"ANFE_ENCODER": "tensorflow"}, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("anfe: error: ANFE_ENCODER: Input should be 'onnx' or")
+
+
+def test_serve_with_an_unwritable_encoder_cache_is_exit_6_before_listening(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = anfe(
+        "serve", "--port", "1", "--db", str(tmp_path / "db"),
+        env={"ANFE_CACHE": str(blocker / "cache")}, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 6
+    assert done.stderr.startswith("anfe: error: cannot write the converted face encoder")
+    assert "serving" not in done.stdout
