@@ -1,16 +1,16 @@
 """The embedding worker: what a worker process runs, and the pool that runs it.
 
 A worker task embeds a batch of ``(sha256, bytes)`` into one :class:`Embedded` per image
-(:func:`embed_batch`, the batch's faces encoded in one call), so the same task runs in a local process or on a
-Dask worker that shares no disk with us. :func:`run_batches` hands batches of any such task to a
+(:func:`embed_batch`, the batch's faces encoded in one call), so the same task runs in a local
+process or on a Dask worker that shares no disk with us. :func:`run_batches` hands batches of any such task to a
 pool of spawned processes sized to the cores, models loaded once per process
 (:func:`worker_init`), the pool kept for the next call (the next wave of a build, the masked
 faces of the benchmark). :class:`BatchWriter` sends results to the database in batches and
 :class:`Progress` shows them.
 
 Processes, not threads: dlib's encoder, most of the work per face, holds the GIL
-(``perf/gil.py`` measures it), and so do the Python steps around onnxruntime. Each worker gives
-onnxruntime cores / jobs threads, so processes x threads = cores.
+(``perf/gil.py`` measures it). With the ONNX encoder, each worker gives onnxruntime
+cores / jobs threads, so processes x threads = cores.
 """
 
 from __future__ import annotations
