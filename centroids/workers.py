@@ -2,8 +2,8 @@
 
 A worker task embeds a batch of ``(sha256, bytes)`` into one :class:`Embedded` per image
 (:func:`embed_batch`, the batch's faces encoded in one call), so the same task runs in a local
-process or on a Dask worker that shares no disk with us. :func:`run_batches` hands batches of any such task to a
-pool of spawned processes sized to the cores, models loaded once per process
+process or on a Dask worker that shares no disk with us. :func:`run_batches` hands batches of
+any such task to a pool of spawned processes sized to the cores, models loaded once per process
 (:func:`worker_init`), the pool kept for the next call (the next wave of a build, the masked
 faces of the benchmark). :class:`BatchWriter` sends results to the database in batches and
 :class:`Progress` shows them.
