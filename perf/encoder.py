@@ -66,15 +66,17 @@ def chips_of(paths: list[Path]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def per_face(fn, chips: np.ndarray, batch: int, repeats: int) -> float:
-    """Median over ``repeats`` of the seconds per face of ``fn`` over all chips in batches."""
-    times = []
+def per_face(fn, chips: np.ndarray, batch: int, repeats: int) -> tuple[float, float]:
+    """Median over ``repeats`` of the wall and CPU seconds per face of ``fn`` over all chips in
+    batches (CPU time counts every thread of this process: load-independent on one thread)."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, len(chips), batch):
             fn(chips[i : i + batch])
-        times.append((time.perf_counter() - t0) / len(chips))
-    return statistics.median(times)
+        walls.append((time.perf_counter() - t0) / len(chips))
+        cpus.append((time.process_time() - c0) / len(chips))
+    return statistics.median(walls), statistics.median(cpus)
 
 
 # -- speed -----------------------------------------------------------------------------------
@@ -89,17 +91,25 @@ def speed(chips: np.ndarray) -> None:
     dlib_run(chips[:1]), onnx_run(chips[:8])  # load both
     rows = []
     for batch in (1, 8):
-        d = per_face(dlib_run, chips, batch, 2)
-        o = per_face(onnx_run, chips, batch, 5)
-        rows.append([f"batch {batch}, 1 thread", d * 1e3, o * 1e3, f"{d / o:.1f}x"])
+        (d, dc), (o, oc) = per_face(dlib_run, chips, batch, 2), per_face(onnx_run, chips, batch, 5)
+        rows.append(
+            [f"batch {batch}, 1 thread", d * 1e3, o * 1e3, d / o, dc * 1e3, oc * 1e3, dc / oc]
+        )
     cores = encoders.cpu_count()
     if cores > 1:
         encoders.set_threads(cores)
         onnx_run(chips[:8])
-        o = per_face(onnx_run, chips, 8, 5)
-        rows.append([f"batch 8, onnx on {cores} threads", float("nan"), o * 1e3, "-"])
+        o, oc = per_face(onnx_run, chips, 8, 5)
+        nan = float("nan")
+        rows.append([f"batch 8, onnx on {cores} threads", nan, o * 1e3, nan, nan, oc * 1e3, nan])
     print(f"\n## Encoder alone, {len(chips)} real face chips\n")
-    print(common.table(["", "dlib ms/face", "onnx ms/face", "dlib / onnx"], rows))
+    print(
+        common.table(
+            ["", "dlib ms/face", "onnx ms/face", "dlib / onnx", "dlib CPU ms", "onnx CPU ms",
+             "dlib / onnx, CPU"],
+            rows,
+        )
+    )  # fmt: skip
 
 
 # -- build -----------------------------------------------------------------------------------
