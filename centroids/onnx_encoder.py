@@ -329,6 +329,9 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # idle threads sleep rather than spin: on a busy machine spinning doubled the CPU time of
+        # two threads for no speed (5.3 vs 9.7 CPU ms per face at batch 8, load average 6)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = _session(self.model_path, options)

@@ -115,75 +115,104 @@ def speed(chips: np.ndarray) -> None:
 # -- build -----------------------------------------------------------------------------------
 
 
+class Steps:
+    """Wall and CPU seconds of named steps, summed over calls."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.wall = dict.fromkeys(names, 0.0)
+        self.cpu = dict.fromkeys(names, 0.0)
+        self._t = (0.0, 0.0)
+
+    def start(self) -> None:
+        self._t = (time.perf_counter(), time.process_time())
+
+    def lap(self, name: str) -> None:
+        t, c = time.perf_counter(), time.process_time()
+        self.wall[name] += t - self._t[0]
+        self.cpu[name] += c - self._t[1]
+        self._t = (t, c)
+
+
 def build(crops: Path, paths: list[Path], work: Path) -> None:
     from centroids import encoders, faces, images
     from centroids.store import Store
     from centroids.workers import WRITE_EVERY, Embedded, chunks
 
     n = len(paths)
-    per_gender = n // 2
-    walls = {}
-    for encoder in ("onnx", "dlib"):
-        db = work / f"build-{encoder}"
-        cmd = [ANFE, "build", str(crops), "--cropped", "--jobs", "1", "--sizes", str(per_gender)]
-        cmd += ["--encoder", encoder, "--no-progress", "--db", str(db)]
-        print(f"anfe build --encoder {encoder} ...", flush=True)
-        m = common.run_measured(cmd)
-        if f"embedded {n} new images" not in m.out:
-            raise SystemExit(f"the build did not embed {n} images: {m.out}")
-        walls[encoder] = m
+    runs = {}
+    # as is (onnxruntime on all the cores with --jobs 1), then pinned to one CPU (one thread)
+    for pinned in (False, True):
+        for encoder in ("onnx", "dlib"):
+            name = f"{encoder}{', pinned to 1 CPU' if pinned else ''}"
+            db = work / f"build-{encoder}{'-pinned' if pinned else ''}"
+            cmd = ["taskset", "-c", "0"] if pinned else []
+            cmd += [ANFE, "build", str(crops), "--cropped", "--jobs", "1", "--sizes", str(n // 2)]
+            cmd += ["--encoder", encoder, "--no-progress", "--db", str(db)]
+            print(f"anfe build --encoder {name} ...", flush=True)
+            m = common.run_measured(cmd)
+            if f"embedded {n} new images" not in m.out:
+                raise SystemExit(f"the build did not embed {n} images: {m.out}")
+            runs[name] = m
+    # the pinned onnx build once more, every embedding cached: start-up, reading, hashing, look-up
+    again = ["taskset", "-c", "0", ANFE, "build", str(crops), "--cropped", "--jobs", "1"]
+    again += ["--sizes", str(n // 2), "--no-progress", "--db", str(work / "build-onnx-pinned")]
+    cached = common.run_measured(again)
     print(f"\n## anfe build --cropped --jobs 1, {n} UTKFace crops ({uptime()})\n")
-    print(
-        common.table(
-            ["encoder", "wall s", "CPU s (all processes)", "ms per face (wall)", "peak RSS MiB"],
-            [[e, m.wall, m.cpu, 1000 * m.wall / n, common.mib(m.peak)] for e, m in walls.items()],
-        )
-    )
-    print(f"\ndlib / onnx, wall: {walls['dlib'].wall / walls['onnx'].wall:.1f}x")
+    rows = [
+        [name, m.wall, m.cpu, m.cpu / m.wall, 1000 * m.wall / n, 1000 * m.cpu / n, common.mib(m.peak)]
+        for name, m in runs.items()
+    ]  # fmt: skip
+    heads = ["encoder", "wall s", "CPU s", "cores got", "wall ms/face", "CPU ms/face", "peak MiB"]
+    print(common.table(heads, rows))
+    for suffix in ("", ", pinned to 1 CPU"):
+        d, o = runs["dlib" + suffix], runs["onnx" + suffix]
+        print(f"\ndlib / onnx{suffix}: wall {d.wall / o.wall:.2f}x, CPU {d.cpu / o.cpu:.2f}x")
 
-    # where the ONNX build's time goes: each step alone, on the same crops, as --jobs 1 runs it
-    encoders.set_threads(encoders.threads_per_process(1))
-    steps = dict.fromkeys(
-        ["read + hash", "decode", "landmarks", "chip", "encoder", "database"], 0.0
-    )
+    # where the ONNX build's CPU goes: each step alone, on the same crops, on one thread
+    encoders.set_threads(1)
+    st = Steps(["read + hash", "decode", "landmarks", "chip", "encoder", "database"])
     shas, all_chips = [], []
     for p in paths:
-        t0 = time.perf_counter()
+        st.start()
         data = p.read_bytes()
         shas.append(images.content_hash(data))
-        t1 = time.perf_counter()
+        st.lap("read + hash")
         image = faces.decode(data)
-        t2 = time.perf_counter()
+        st.lap("decode")
         shapes = faces.landmark_shapes(image, [faces.whole_image_box(image)])
-        t3 = time.perf_counter()
+        st.lap("landmarks")
         all_chips.append(faces.face_chips(image, shapes))
-        t4 = time.perf_counter()
-        steps["read + hash"] += t1 - t0
-        steps["decode"] += t2 - t1
-        steps["landmarks"] += t3 - t2
-        steps["chip"] += t4 - t3
+        st.lap("chip")
     encoders.encode_chips(all_chips[0], 1, "onnx")  # loaded, as in a running build
     vectors = []
-    t0 = time.perf_counter()
+    st.start()
     for batch in chunks(all_chips, 8):
         vectors += list(encoders.encode_chips(np.concatenate(batch), 1, "onnx"))
-    steps["encoder"] = time.perf_counter() - t0
+    st.lap("encoder")
     docs = [
         Embedded(sha, 1, v, (0, 200, 200, 0)).to_doc("timing", "female", str(p))
         for sha, v, p in zip(shas, vectors, paths, strict=True)
     ]
     with Store(str(work / "build-steps-db")) as store:
-        t0 = time.perf_counter()
+        st.start()
         for batch in chunks(docs, WRITE_EVERY):
             store.put_embeddings(batch)
-        steps["database"] = time.perf_counter() - t0
-    total = walls["onnx"].wall
-    rows = [[name, 1000 * s / n, f"{100 * s / total:.0f} %"] for name, s in steps.items()]
-    rest = total - sum(steps.values())
-    rows.append(["the rest (start-up, model load, draw, centroids)", 1000 * rest / n, ""])
-    rows[-1][2] = f"{100 * rest / total:.0f} %"
-    print(f"\nwhere the onnx build's {total:.1f} s go (each step timed alone)\n")
-    print(common.table(["step", "ms per face", "share of the build's wall"], rows))
+        st.lap("database")
+    total = runs["onnx, pinned to 1 CPU"].cpu
+    rows = [
+        [name, 1000 * st.wall[name] / n, 1000 * cpu / n, f"{100 * cpu / total:.0f} %"]
+        for name, cpu in st.cpu.items()
+    ]
+    rows.append(
+        ["start-up + read + hash + cache look-up (the build again, all cached)",
+         1000 * cached.wall / n, 1000 * cached.cpu / n, f"{100 * cached.cpu / total:.0f} %"]
+    )  # fmt: skip
+    rest = total - cached.cpu - sum(c for k, c in st.cpu.items() if k != "read + hash")
+    rows.append(
+        ["the rest (centroid fitting, ...)", "", 1000 * rest / n, f"{100 * rest / total:.0f} %"]
+    )
+    print(f"\nwhere the onnx build's {total:.1f} CPU s go (pinned run; each step timed alone)\n")
+    print(common.table(["step", "wall ms/face", "CPU ms/face", "share of the build's CPU"], rows))
 
 
 # -- service ---------------------------------------------------------------------------------
