@@ -19,11 +19,15 @@ Sections (``--sections``, comma-separated; default: all but ``equality``):
   detection, every face) and ``--utk`` UTKFace crops: the Euclidean distance per face (max,
   mean), and the answers of every shipped centroid set per face (how many change side, and
   their margins).
+- ``bench``: the databases of two ``anfe bench`` runs, ``--encoder onnx`` and ``--encoder dlib``
+  (``--bench-dbs``): every face embedded by both, and each run's centroid sets' answer per face.
 
 Example (the figures of docs/performance.md)::
 
     .venv/bin/python perf/encoder.py
     .venv/bin/python perf/encoder.py --sections equality --lfw 1000 --utk 1100
+    anfe bench ... --encoder onnx --db ONNX_DB; anfe bench ... --encoder dlib --db DLIB_DB
+    .venv/bin/python perf/encoder.py --sections bench --bench-dbs ONNX_DB DLIB_DB
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import common  # noqa: E402
 import service  # noqa: E402
 
 ANFE = service.ANFE
-SECTIONS = ("speed", "build", "service", "memory", "equality")
+SECTIONS = ("speed", "build", "service", "memory", "equality", "bench")
 TIMING_PARTS = ("decode", "detect", "landmarks", "encode", "classify")
 
 
@@ -405,6 +409,42 @@ def equality(n_lfw: int, n_utk: int, seed: int) -> None:
     )
 
 
+def bench_diff(db_onnx: Path, db_dlib: Path) -> None:
+    """Two ``anfe bench`` databases, one per encoder: the same faces' embeddings and every
+    centroid set's answer on each face (the faces of both tests and the training draws)."""
+    from centroids.model import CentroidSet
+    from centroids.store import Store
+
+    vecs, sets = {}, {}
+    for name, db in (("onnx", db_onnx), ("dlib", db_dlib)):
+        with Store(str(db)) as store:
+            docs = list(store.embeddings.find({"vector": {"$ne": None}}))
+            vecs[name] = {d["_id"]: d["vector"] for d in docs}
+            sets[name] = {d["_id"]: d for d in store.list_centroids(with_vectors=True)}
+    ids = sorted(set(vecs["onnx"]) & set(vecs["dlib"]))
+    o = np.array([vecs["onnx"][i] for i in ids])
+    d = np.array([vecs["dlib"][i] for i in ids])
+    dist = np.linalg.norm(o - d, axis=1)
+    only = len(set(vecs["onnx"]) ^ set(vecs["dlib"]))
+    print(f"\n## anfe bench with each encoder: {len(ids)} faces embedded by both ({uptime()})\n")
+    print(f"embedding distance dlib vs onnx: max {dist.max():.2e}, mean {dist.mean():.2e}; "
+          f"faces embedded by one run only: {only}")  # fmt: skip
+    rows = []
+    for cid in sorted(set(sets["onnx"]) & set(sets["dlib"])):
+        a, b = sets["onnx"][cid], sets["dlib"][cid]
+        diff = max(
+            float(np.abs(np.array(a["vectors"][g]) - np.array(b["vectors"][g])).max())
+            for g in ("female", "male")
+        )
+        po = CentroidSet.from_doc(a).classify(o)  # each run's own set on its own embeddings
+        pd = CentroidSet.from_doc(b).classify(d)
+        changed = np.flatnonzero(po.gender != pd.gender)
+        margins = ", ".join(f"{pd.margin[i]:.1e}" for i in changed) or "-"
+        rows.append([cid, f"{diff:.1e}", len(ids), len(changed), margins])
+    heads = ["set", "max centroid diff", "faces", "changed side", "their margins (dlib)"]
+    print(common.table(heads, rows))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sections", default="speed,build,service,memory", help="default: %(default)s")
@@ -415,6 +455,13 @@ def main() -> int:
     ap.add_argument("--lfw", type=int, default=1000, help="LFW photos for equality")
     ap.add_argument("--utk", type=int, default=1100, help="UTKFace crops for equality")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--bench-dbs",
+        nargs=2,
+        type=Path,
+        metavar=("ONNX_DB", "DLIB_DB"),
+        help="the --db of two anfe bench runs, with --encoder onnx and dlib (section bench)",
+    )
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--worker-rss", default=None, help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -447,6 +494,10 @@ def main() -> int:
         memory(args.memory_photos)
     if "equality" in sections:
         equality(args.lfw, args.utk, args.seed)
+    if "bench" in sections:
+        if not args.bench_dbs:
+            ap.error("section bench needs --bench-dbs ONNX_DB DLIB_DB")
+        bench_diff(*args.bench_dbs)
     print(f"\nend: {uptime()}")
     return 0
 
