@@ -88,6 +88,7 @@ def per_face(fn, chips: np.ndarray, batch: int, repeats: int) -> tuple[float, fl
 
 def speed(chips: np.ndarray) -> None:
     from centroids import encoders
+    from centroids.cpus import usable_cpus
 
     encoders.set_threads(1)
     dlib_run = lambda c: encoders.encode_chips(c, 1, "dlib")  # noqa: E731
@@ -99,7 +100,7 @@ def speed(chips: np.ndarray) -> None:
         rows.append(
             [f"batch {batch}, 1 thread", d * 1e3, o * 1e3, d / o, dc * 1e3, oc * 1e3, dc / oc]
         )
-    cores = encoders.cpu_count()
+    cores = usable_cpus()
     if cores > 1:
         encoders.set_threads(cores)
         onnx_run(chips[:8])
@@ -298,7 +299,7 @@ def worker_rss(kind: str, photos: list[str]) -> dict:
 
     from centroids import faces
 
-    if kind == "before":  # what the worker loaded before this change (faces._api())
+    if kind == "before":  # what the worker loaded before the ONNX encoder (faces._api())
         import face_recognition.api as api
 
         for p in photos:

@@ -17,7 +17,7 @@ from centroids import encoders
 from centroids.errors import InvalidParameter
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store
-from tests.helpers import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE, free_port
 from tests.test_cli import anfe
 
 ENCODERS = ("onnx", "dlib")
@@ -133,7 +133,7 @@ def test_unwritable_encoder_cache_is_one_line_and_exit_6(lfw_female, tmp_path):
 
 
 def test_serve_refuses_an_unknown_encoder_before_listening():
-    done = anfe("serve", "--port", "1", env={"ANFE_ENCODER": "tensorflow"}, timeout=60)
+    done = anfe("serve", "--port", str(free_port()), env={"ANFE_ENCODER": "tensorflow"}, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().startswith("anfe: error: ANFE_ENCODER: Input should be 'onnx' or")
 
@@ -142,7 +142,7 @@ def test_serve_with_an_unwritable_encoder_cache_is_exit_6_before_listening(tmp_p
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     done = anfe(
-        "serve", "--port", "1", "--db", str(tmp_path / "db"),
+        "serve", "--port", str(free_port()), "--db", str(tmp_path / "db"),
         env={"ANFE_CACHE": str(blocker / "cache")}, timeout=60,
     )  # fmt: skip
     assert done.returncode == 6
