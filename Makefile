@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt dlib-bin face_recognition_models "setuptools<81"
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps face_recognition==1.3.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,dask]'
+	# convert dlib's face encoder to ONNX now (cached in $$ANFE_CACHE or ~/.cache/anfe), so that
+	# anfe works offline and the first request does not wait for it
+	$(BIN)/python -m centroids.onnx_encoder
 	touch $(STAMP)
 
 # the exact versions of a working .venv, which `make install` and the Docker image install with;

@@ -2,8 +2,9 @@
 
 ``predict`` runs the same code as ``POST /predict`` and ``anfe predict`` (detect on a downscaled
 copy, encode at full resolution, classify by the nearer centroid), in this process and without
-HTTP. The dlib models load once per process, on the first face (face_recognition's module-level
-models); the shipped centroid sets are read once, on first use.
+HTTP. The models (dlib's detector and landmarks; the face encoder, dlib's network on onnxruntime
+unless ``encoder="dlib"`` or ``ANFE_ENCODER=dlib``: the same embeddings) load once per process, on
+the first face; the shipped centroid sets are read once, on first use.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def predict(
     centroids: str | CentroidSet | None = None,
     db: str | None = None,
     max_faces: int = 20,
+    encoder: str | None = None,
 ) -> list[dict[str, Any]]:
     """Find every face in an image and tell the gender of each.
 
@@ -61,6 +63,8 @@ def predict(
     :param centroids: a set id (default: ``g_5000-mahalanobis``), or a set from :func:`load`
     :param db: database URI to read the set from; None uses the sets shipped with anfe
     :param max_faces: classify at most this many faces (1-100), the largest ones
+    :param encoder: ``"onnx"`` or ``"dlib"`` (default: ``$ANFE_ENCODER`` or ``"onnx"``); both
+        give the same embeddings, dlib's several times slower
     :return: one dict per face, left to right, as ``POST /predict`` answers: ``box``
         (``top``, ``right``, ``bottom``, ``left`` in pixels of the upright image), ``gender``
         (``"female"`` or ``"male"``, the nearer centroid), ``distances`` to each centroid,
@@ -74,7 +78,7 @@ def predict(
         data: bytes | np.ndarray = faces.as_rgb(image)
     else:
         data = faces.read_bytes(image)
-    return predict_image(data, cs, max_faces=max_faces)["faces"]
+    return predict_image(data, cs, max_faces=max_faces, encoder=encoder)["faces"]
 
 
 def load_image(image: str | Path | bytes) -> np.ndarray:
@@ -96,13 +100,16 @@ def face_locations(image: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def face_encodings(
-    image: np.ndarray, known_face_locations: list[tuple[int, int, int, int]] | None = None
+    image: np.ndarray,
+    known_face_locations: list[tuple[int, int, int, int]] | None = None,
+    encoder: str | None = None,
 ) -> np.ndarray:
     """The 128-d embedding of each face in an image, the input of ``CentroidSet.classify``.
 
     :param image: an RGB image array (see :func:`load_image`)
     :param known_face_locations: the boxes of the faces, if already known (else detected)
+    :param encoder: ``"onnx"`` or ``"dlib"`` (default: ``$ANFE_ENCODER`` or ``"onnx"``)
     :return: a float array of shape (number of faces, 128)
     """
     boxes = face_locations(image) if known_face_locations is None else known_face_locations
-    return faces.encode(image, list(boxes))
+    return faces.encode(image, list(boxes), encoder=encoder)

@@ -10,6 +10,8 @@ import socket
 import tempfile
 
 from app.metrics import MULTIPROC_ENV
+from centroids import encoders
+from centroids.cli import add_encoder_option
 from centroids.errors import InvalidParameter
 from centroids.store import check_uri, default_uri, describe_uri
 
@@ -18,6 +20,7 @@ EXAMPLES = """examples:
   anfe serve --db mongodb://localhost:27017 --host 0.0.0.0 --port 8080
   anfe serve --workers 2 --cpu-workers 1        # two server processes, one detector each
   ANFE_API_KEYS=key1,key2 anfe serve            # require X-API-Key on the API routes
+  anfe serve --encoder dlib                     # dlib's own encoder (default: onnx, same vectors)
 
 then: curl -F file=@photo.jpg http://127.0.0.1:8000/predict
 """
@@ -53,6 +56,7 @@ def register(subparsers) -> None:
         help="default centroid set (default: g_5000-mahalanobis, else the largest)",
     )
     p.add_argument("--no-seed", action="store_true", help="do not seed an empty database")
+    add_encoder_option(p)
     p.add_argument(
         "--log-level",
         default="info",
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         "ANFE_CPU_WORKERS": args.cpu_workers,
         "ANFE_CENTROIDS": args.centroids,
         "ANFE_SEED": "false" if args.no_seed else None,
+        "ANFE_ENCODER": args.encoder,
     }
     for name, value in env.items():
         if value is not None:
@@ -91,9 +96,11 @@ def run(args: argparse.Namespace) -> int:
         err = exc.errors()[0]
         name = "ANFE_" + str(err["loc"][0]).upper() if err.get("loc") else "ANFE_*"
         raise InvalidParameter(f"{name}: {err['msg']}") from None
+    encoders.prepare(settings.encoder)  # convert now: a failure is one line, not a dead worker
     print(
         f"anfe: serving http://{args.host}:{args.port} ({describe_uri(settings.db)}, "
-        f"{args.workers} server process(es) x {settings.cpu_workers} detector(s))",
+        f"{args.workers} server process(es) x {settings.cpu_workers} detector(s), "
+        f"{settings.encoder} encoder)",
         flush=True,
     )
     metrics_dir = None

@@ -12,9 +12,11 @@ from centroids.errors import (
     CentroidsNotFound,
     DatabaseUnavailable,
     DatasetError,
+    EncoderCacheUnwritable,
     ImageTooLarge,
     ImageUndecodable,
     InvalidParameter,
+    ModelFileInvalid,
     NoCentroids,
     UnsupportedImageType,
 )
@@ -51,6 +53,9 @@ HTTP_STATUS: dict[str, int] = {
     DatabaseUnavailable.code: 503,
     DaskUnavailable.code: 503,
     WorkerFailed.code: 503,
+    # the face encoder cannot be loaded: the service cannot classify until an operator acts
+    ModelFileInvalid.code: 503,
+    EncoderCacheUnwritable.code: 503,
 }
 
 

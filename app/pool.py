@@ -19,15 +19,16 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from app.errors import WorkerFailed
-from centroids import faces
+from centroids import encoders, faces
 from centroids.model import CentroidSet
 from centroids.predict import predict_image
 
 log = logging.getLogger("anfe.app")
 
 
-def _init_worker(barrier: Any) -> None:
-    faces.warm_up()
+def _init_worker(barrier: Any, encoder: str, threads: int) -> None:
+    encoders.set_threads(threads)
+    faces.warm_up(encoder)
     barrier.wait(timeout=600)  # take no task until every worker has its models
 
 
@@ -40,10 +41,12 @@ def _predict(data: bytes, cs: CentroidSet, limits: dict[str, int]) -> dict[str, 
 
 
 class CpuPool:
-    """A pool of ``size`` processes, each with the dlib models loaded, that classifies images."""
+    """A pool of ``size`` processes, each with the models loaded, that classifies images; each
+    process gives the ``encoder`` cores / ``size`` threads."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, encoder: str = encoders.DEFAULT_ENCODER) -> None:
         self.size = size
+        self.encoder = encoder
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.pids: set[int] = set()
@@ -61,7 +64,12 @@ class CpuPool:
             max_workers=self.size,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(ctx.Barrier(self.size),),
+            # processes x encoder threads = the cores
+            initargs=(
+                ctx.Barrier(self.size),
+                self.encoder,
+                encoders.threads_per_process(self.size),
+            ),
         )
         # each submit while no worker is idle starts one more process, up to ``size``; the
         # barrier holds them all until the last has loaded its models

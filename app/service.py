@@ -25,7 +25,7 @@ class Service:
             refresh_seconds=settings.refresh_seconds,
             seed=settings.seed,
         )
-        self.pool = CpuPool(settings.cpu_workers)
+        self.pool = CpuPool(settings.cpu_workers, settings.encoder)
         # every database call runs on this one thread: montydb is not thread-safe, and a slow
         # or unreachable MongoDB must not hold up the event loop
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anfe-db")
@@ -67,4 +67,5 @@ class Service:
             max_faces=max_faces or s.max_faces,
             max_bytes=s.max_bytes,
             max_pixels=s.max_pixels,
+            encoder=s.encoder,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +35,9 @@ class Settings(BaseSettings):
         "empty: CORS off",
     )
     cpu_workers: int = Field(default_factory=usable_cpus, ge=1, description="detection processes")
+    encoder: Literal["onnx", "dlib"] = Field(
+        "onnx", description="face encoder: onnx (dlib's network on onnxruntime) or dlib"
+    )
     refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
     seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")
 

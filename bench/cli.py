@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from bench import report, run
+from centroids import encoders
 from centroids.build import parse_sizes
-from centroids.cli import add_landmarks_option, add_mode_options, mode_params
+from centroids.cli import add_encoder_option, add_landmarks_option, add_mode_options, mode_params
 from centroids.errors import InvalidParameter
 from centroids.faces import EmbeddingSettings
 from centroids.shipped import DEFAULT_CENTROIDS
@@ -144,6 +145,7 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
     add_landmarks_option(p)
+    add_encoder_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--db", default=None, help=f"database URI (default: $ANFE_DB or {default_uri()})"
@@ -169,7 +171,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--tight-crops", args.tight_crops]
     if (args.ages or args.tight_crops) and args.centroids != DEFAULT_CENTROIDS:
         parts += ["--centroids", args.centroids]
-    for opt in ("jobs", "db"):
+    for opt in ("encoder", "jobs", "db"):
         if getattr(args, opt) is not None:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.test_fraction != 0.2:
@@ -224,7 +226,11 @@ def _run_bench(args: argparse.Namespace) -> int:
         scored_set=args.centroids,
         jobs=args.jobs,
         progress=not args.no_progress,
-        embedding=EmbeddingSettings(model=args.landmarks, jitters=args.jitters),
+        embedding=EmbeddingSettings(
+            model=args.landmarks,
+            jitters=args.jitters,
+            encoder=args.encoder or encoders.default_encoder(),
+        ),
     )
     with Store(args.db or default_uri()) as store:
         result = run.run(cfg, store)

@@ -91,7 +91,7 @@ def mask_and_embed(job: MaskJob, settings: EmbeddingSettings) -> Embedded:
     box = tuple(int(v) for v in job.box)
     points = faces.landmarks(image, [box])[0]
     masked = draw_mask(image, points, fill_for(job.sha256))
-    vector = faces.encode(masked, [box], settings.jitters, settings.model)[0]
+    vector = faces.encode(masked, [box], settings.jitters, settings.model, settings.encoder)[0]
     return Embedded(sha256=job.sha256, faces_found=1, vector=vector, box=box)
 
 

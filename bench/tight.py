@@ -83,7 +83,9 @@ def detect_task(batch: list[CropJob], settings: EmbeddingSettings) -> list[dict[
                 for label, margins, fill in PADDINGS
             } if job.box is not None else {}  # fmt: skip
         if len(boxes) == 1:
-            rec["vector"] = faces.encode(encode_on, encode_boxes, 1, settings.model)[0]
+            rec["vector"] = faces.encode(
+                encode_on, encode_boxes, 1, settings.model, settings.encoder
+            )[0]
         out.append(rec)
     return out
 

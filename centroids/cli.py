@@ -7,7 +7,8 @@ imports none of them.
 
 Every option is checked before a model is loaded or an image embedded. Errors print one line
 ``anfe: error: <message>`` and exit with the error's code (2 bad usage, 3 some or all images
-failed, 4 centroids missing, 5 database unusable, 130 interrupted, 141 output pipe closed).
+failed, 4 centroids missing, 5 database unusable, 6 face encoder unusable, 130 interrupted,
+141 output pipe closed).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Any
 
-from centroids import datasets, requirements, shipped
+from centroids import datasets, encoders, requirements, shipped
 from centroids.build import DEFAULT_SIZES, BuildSpec, build, parse_sizes
 from centroids.children import DEFAULT_EDGES
 from centroids.children import DEFAULT_METHOD as DEFAULT_CHILD_METHOD
@@ -41,11 +42,13 @@ EXAMPLES_BUILD = """examples:
   anfe build ../shared/data/utkface --sizes 1000,2000,5000 --min-age 18
   anfe build ../shared/data/utkface --sizes 3000 --min-age 18 --mode centroid,mahalanobis --balance-by race
   anfe build clean/ --sizes 1000,2000,5000,10000,20000,50000 --seed 0 --db mongodb://localhost:27017
+  anfe build ../shared/data/utkface --cropped --sizes 500 --encoder dlib   # the reference encoder
   anfe build clean/ --sizes 10000 --dask local                # a Dask LocalCluster on this machine
   anfe build clean/ --sizes 50000 --dask tcp://scheduler:8786  # an existing Dask cluster
 """
 EXAMPLES_PREDICT = """examples:
   anfe predict photo.jpg
+  anfe predict photo.jpg --encoder dlib          # dlib's own encoder: same answers, slower
   anfe predict photos/ --json --centroids g_2000
   anfe predict photos/ --csv > faces.csv      # one row per face (or per failed image)
 
@@ -68,6 +71,18 @@ def add_db_option(p: argparse.ArgumentParser) -> None:
         default=None,
         help="database URI: mongodb://... or a folder / montydb:///folder "
         f"(default: $ANFE_DB or {default_uri()})",
+    )
+
+
+def add_encoder_option(p: argparse.ArgumentParser) -> None:
+    """``--encoder onnx|dlib``, shared by build, predict, bench and serve."""
+    p.add_argument(
+        "--encoder",
+        choices=encoders.ENCODERS,
+        default=None,
+        help="face encoder: onnx (dlib's network on onnxruntime, same vectors, faster) or dlib "
+        f"(the reference; always used for --jitters > 1); default: ${encoders.ENV_VAR} or "
+        f"{encoders.DEFAULT_ENCODER}",
     )
 
 
@@ -110,6 +125,7 @@ def _register_build(sub) -> None:
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
     add_landmarks_option(p)
     p.add_argument("--max-side", type=int, default=800, help="detect on a copy this large")
+    add_encoder_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--mode",
@@ -174,7 +190,11 @@ def _run_build(args: argparse.Namespace) -> int:
     at_least("--min-age", args.min_age, least=0)
     check_uri(args.db or default_uri())
     settings = EmbeddingSettings(
-        model=args.landmarks, jitters=args.jitters, max_side=args.max_side, cropped=args.cropped
+        model=args.landmarks,
+        jitters=args.jitters,
+        max_side=args.max_side,
+        cropped=args.cropped,
+        encoder=args.encoder or encoders.default_encoder(),
     )
     spec = BuildSpec(
         args.dataset,
@@ -238,6 +258,7 @@ def _register_predict(sub) -> None:
         default=20,
         help="classify at most this many faces per image, the largest (1-100, default: 20)",
     )
+    add_encoder_option(p)
     add_db_option(p)
     p.set_defaults(func=_run_predict)
 
@@ -257,13 +278,16 @@ def _run_predict(args: argparse.Namespace) -> int:
         paths = [args.path]
     else:
         raise InvalidParameter(f"no such file or folder: {args.path}")
+    encoder = args.encoder or encoders.default_encoder()
+    encoders.prepare(encoder)
+    encoders.set_threads(encoders.threads_per_process(1))  # this process alone: all the cores
     with open_store(args) as store:
         cs = shipped.load_centroid_set(store, args.centroids)
     show = _csv_printer() if args.csv else _print_json if args.json else _print_text
     failures = 0
     for path in paths:
         try:
-            result = predict_image(path.read_bytes(), cs, max_faces=args.max_faces)
+            result = predict_image(path.read_bytes(), cs, max_faces=args.max_faces, encoder=encoder)
         except AnfeError as exc:
             failures += 1
             result = {"error": {"code": exc.code, "message": exc.message}}

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from centroids.errors import AnfeError
+from centroids.errors import ModelFileInvalid
 
 __all__ = [
     "AddPrev",
@@ -43,7 +43,6 @@ __all__ = [
     "InputRGB",
     "Layer",
     "LossMetric",
-    "ModelFileInvalid",
     "Network",
     "Pool",
     "Relu",
@@ -53,14 +52,6 @@ __all__ = [
     "face_recognition_resnet",
     "read_network",
 ]
-
-
-class ModelFileInvalid(AnfeError):
-    """The dlib model file is missing, truncated, or not the network we know how to read."""
-
-    code = "model_file_invalid"
-    status = 500
-    exit_code = 6
 
 
 # ---------------------------------------------------------------------------------------------

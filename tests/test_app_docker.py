@@ -30,6 +30,16 @@ def test_dockerfile_installs_dlib_and_face_recognition_like_the_makefile():
         assert f"pip install {line}" in dockerfile, line
 
 
+def test_image_and_make_install_convert_the_face_encoder_ahead_of_use():
+    """So the service starts offline, and a conversion failure fails the build, not a request."""
+    convert = "python -m centroids.onnx_encoder"
+    assert convert in (ROOT / "Makefile").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert convert in dockerfile
+    assert dockerfile.index(convert) < dockerfile.index("USER ")  # written where root may write
+    assert re.search(r"^ENV ANFE_CACHE=/opt/", dockerfile, re.M)  # not the build user's home
+
+
 def test_dockerfile_runs_anfe_serve_as_a_non_root_user_with_a_healthcheck():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.\d+-slim", dockerfile, re.M)

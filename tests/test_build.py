@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from centroids import build as build_mod
-from centroids import faces, images
+from centroids import encoders, images
 from centroids.build import BuildSpec, build, parse_sizes, sample
 from centroids.datasets import read_dataset
 from centroids.errors import InvalidParameter
@@ -40,17 +40,19 @@ def dataset(tmp_path_factory, utk_rows, lfw_rows):
 
 
 class EncodeCounter:
+    """Counts the faces given to the encoder; interrupts the call after ``fail_after`` faces."""
+
     def __init__(self, monkeypatch, fail_after: int | None = None) -> None:
         self.calls = 0
         self.fail_after = fail_after
-        self.real = faces.encode
-        monkeypatch.setattr(faces, "encode", self)
+        self.real = encoders.encode_chips
+        monkeypatch.setattr(encoders, "encode_chips", self)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, chips, *args, **kwargs):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt
-        self.calls += 1
-        return self.real(*args, **kwargs)
+        self.calls += len(chips)
+        return self.real(chips, *args, **kwargs)
 
 
 def _run(dataset, uri, sizes, **kw):
@@ -78,9 +80,11 @@ def test_interrupted_build_resumes_without_recomputing(dataset, tmp_path, monkey
     counter = EncodeCounter(monkeypatch, fail_after=7)
     with pytest.raises(KeyboardInterrupt):
         _run(dataset, uri, [10])
+    done = counter.calls  # the faces of the batches encoded before the interrupt
+    assert 7 <= done < 20
     with Store(uri) as s:
         saved = s.cached_embeddings(EmbeddingSettings().key()).values()
-        assert sum(d["vector"] is not None for d in saved) == 7  # finished work was saved
+        assert sum(d["vector"] is not None for d in saved) == done  # finished work was saved
         assert s.list_centroids() == []  # and no centroid set was half-written
     counter.fail_after = None
     counter.calls = 0
@@ -88,7 +92,7 @@ def test_interrupted_build_resumes_without_recomputing(dataset, tmp_path, monkey
     resumed_calls = counter.calls
     counter.calls = 0
     _, clean = _run(dataset, str(tmp_path / "clean"), [10])
-    assert resumed_calls == counter.calls - 7
+    assert resumed_calls == counter.calls - done
     assert resumed["g_10"]["vectors"] == clean["g_10"]["vectors"]
     with Store(uri) as s:
         ids = [d["_id"] for d in s.embeddings.find({}, {"_id": 1})]

@@ -19,20 +19,18 @@ from centroids.dlib_dat import (
     AddPrev,
     Affine,
     Conv,
-    ModelFileInvalid,
     Pool,
     default_model_path,
     read_network,
 )
-from centroids.errors import InvalidParameter
+from centroids.errors import EncoderCacheUnwritable, InvalidParameter, ModelFileInvalid
 from centroids.onnx_encoder import (
-    EncoderCacheUnwritable,
     OnnxEncoder,
     cache_dir,
     converted_model,
     encode_faces,
 )
-from tests.conftest import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE
 
 TOLERANCE = 1e-4  # Euclidean; two photos of one person are ~0.3-0.5 apart
 LFW_PHOTOS = 30
