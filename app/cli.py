@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 
 from centroids.store import default_uri, describe_uri
@@ -97,5 +98,27 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=log_config(args.log_level),
     )
     return 0
+
+
+def log_config(level: str) -> dict:
+    """uvicorn's logging set-up, with the service's own ``anfe.*`` lines at ``level`` too.
+
+    It is applied in every server process uvicorn starts, where the CLI's set-up does not reach.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["anfe"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(asctime)s %(levelprefix)s %(name)s: %(message)s",
+    }
+    config["handlers"]["anfe"] = {
+        "formatter": "anfe",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["anfe"] = {"handlers": ["anfe"], "level": level.upper(), "propagate": False}
+    return config

@@ -12,6 +12,7 @@ from centroids.errors import (
     CentroidsNotFound,
     DatabaseUnavailable,
     DatasetError,
+    ImageOverBudget,
     ImageTooLarge,
     ImageUndecodable,
     InvalidParameter,
@@ -38,6 +39,12 @@ class WorkerFailed(AnfeError):
     code = "worker_failed"
 
 
+class ClientGone(AnfeError):
+    """The client closed the connection before its answer was ready; nobody reads this."""
+
+    code = "client_closed_request"
+
+
 HTTP_STATUS: dict[str, int] = {
     ImageUndecodable.code: 400,
     MalformedRequest.code: 400,
@@ -46,11 +53,13 @@ HTTP_STATUS: dict[str, int] = {
     ImageTooLarge.code: 413,
     UnsupportedImageType.code: 415,
     InvalidParameter.code: 422,
+    ImageOverBudget.code: 422,
     DatasetError.code: 422,
     NoCentroids.code: 503,
     DatabaseUnavailable.code: 503,
     DaskUnavailable.code: 503,
     WorkerFailed.code: 503,
+    ClientGone.code: 499,  # nginx's convention for a request its client abandoned
 }
 
 

@@ -17,7 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import error_body, http_status
+from app.errors import ClientGone, error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
 from app.routes import api, open_router, require_key
 from app.security import add_cors, origins
@@ -91,7 +91,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnfeError)
     async def anfe_error(request: Request, exc: AnfeError) -> JSONResponse:
         status = http_status(exc)
-        if status >= 500:
+        if isinstance(exc, ClientGone):  # one line, nobody reads the answer
+            client = request.client.host if request.client else "?"
+            log.info("%s %s from %s: %s", request.method, request.url.path, client, exc.message)
+        elif status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         headers = {}
         if status == 401:

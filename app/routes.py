@@ -125,6 +125,8 @@ async def health(svc: Svc) -> JSONResponse:
         default_centroids=cache.default() if ids else None,
         model_loaded=svc.pool.ready,
         workers=svc.pool.size,
+        workers_ready=svc.pool.ready_count,
+        workers_replaced=svc.pool.replaced,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -140,7 +142,7 @@ async def predict(
 ) -> dict:
     cs = await svc.centroid_set(centroids)  # 404/503 before reading a large body
     data = await uploads.predict_upload(request, svc.settings.max_bytes)
-    return await svc.predict(data, cs, max_faces)
+    return await svc.predict(data, cs, max_faces, request.is_disconnected)
 
 
 @api.post(
@@ -160,7 +162,7 @@ async def predict_batch(
         try:
             if up.error:
                 raise up.error
-            result = await svc.predict(up.data, cs, max_faces)
+            result = await svc.predict(up.data, cs, max_faces, request.is_disconnected)
             return BatchItem(index=i, filename=up.filename, status=200, result=result)
         except AnfeError as exc:
             err = ErrorDetail(code=exc.code, message=exc.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,20 +26,20 @@ class Service:
             refresh_seconds=settings.refresh_seconds,
             seed=settings.seed,
         )
-        self.pool = CpuPool(settings.cpu_workers)
+        self.pool = CpuPool(settings.cpu_workers, settings.image_budget_seconds)
         # every database call runs on this one thread: montydb is not thread-safe, and a slow
         # or unreachable MongoDB must not hold up the event loop
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anfe-db")
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.pool.start)
+        await self.pool.start()
         try:
             await self._on_db(self.cache.refresh, True)
         except AnfeError:
             pass  # logged by the cache; requests answer 503 until the database is back
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.pool.close)
+        await self.pool.close()
         await self._on_db(self.cache.close)
         self._db.shutdown(wait=True)
 
@@ -54,8 +55,17 @@ class Service:
         """:raises CentroidsNotFound, NoCentroids, DatabaseUnavailable:"""
         return (await self.centroids()).get(cid)
 
-    async def predict(self, data: bytes, cs: CentroidSet, max_faces: int | None) -> dict[str, Any]:
-        """Classify every face in ``data`` with ``cs`` in a worker process."""
+    async def predict(
+        self,
+        data: bytes,
+        cs: CentroidSet,
+        max_faces: int | None,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> dict[str, Any]:
+        """Classify every face in ``data`` with ``cs`` in a worker process.
+
+        ``disconnected()`` is polled while the worker works; when it turns true the work stops.
+        """
         if not data:
             raise ImageUndecodable("the image is empty (0 bytes)")
         if faces.sniff_format(data) is None:  # cheap: refuse without a trip to a worker
@@ -64,6 +74,7 @@ class Service:
         return await self.pool.predict(
             data,
             cs,
+            disconnected,
             max_faces=max_faces or s.max_faces,
             max_bytes=s.max_bytes,
             max_pixels=s.max_pixels,

@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from centroids import faces
 from centroids.store import default_uri
 
+# the slowest real photo measured, a 6000x6000 JPEG (benchmarks/image_budget.py), plus seconds
+IMAGE_BUDGET_SECONDS = 10.0
+
 
 def _cores() -> int:
     try:
@@ -41,6 +44,11 @@ class Settings(BaseSettings):
         "empty: CORS off",
     )
     cpu_workers: int = Field(default_factory=_cores, ge=1, description="detection processes")
+    image_budget_seconds: float = Field(
+        IMAGE_BUDGET_SECONDS,
+        gt=0,
+        description="most time one image may take to decode and detect faces in; then 422",
+    )
     refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
     seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from centroids import faces
-from centroids.errors import InvalidParameter
+from centroids.errors import ImageOverBudget, InvalidParameter
 from centroids.model import CentroidSet
 
 
@@ -29,13 +30,20 @@ def predict_image(
     max_bytes: int = faces.DEFAULT_MAX_BYTES,
     max_pixels: int = faces.DEFAULT_MAX_PIXELS,
     max_side: int | None = None,
+    budget_seconds: float | None = None,
+    on_detected: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Detect, encode and classify every face (largest first up to ``max_faces``).
+
+    ``budget_seconds`` bounds decoding plus detection: past it, the next step is not started
+    (the service also kills a worker that overruns it inside a step). ``on_detected(n)`` is
+    called with the number of faces to encode once detection is done.
 
     :return: ``{"image": {"width", "height"}, "faces": [...], "timings_ms": {...}}`` where each face
         is ``{"box": {...}, "gender", "distances", "margin", "confidence", "uncertain", "in_range"}``
         and faces are ordered left to right.
     :raises ImageUndecodable, ImageTooLarge, UnsupportedImageType: for bad bytes
+    :raises ImageOverBudget: decoding and detection took longer than ``budget_seconds``
     """
     if not 1 <= max_faces <= 100:
         raise InvalidParameter("max_faces must be between 1 and 100")
@@ -43,11 +51,15 @@ def predict_image(
     t0 = time.perf_counter()
     image = faces.decode(faces.read_bytes(data, max_bytes), max_pixels)
     t1 = time.perf_counter()
+    _check_budget(t1 - t0, budget_seconds, "decoding")
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
     if len(boxes) > max_faces:
         boxes = sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]), reverse=True)
         boxes = sorted(boxes[:max_faces], key=lambda b: (b[3], b[0]))
     t2 = time.perf_counter()
+    _check_budget(t2 - t0, budget_seconds, "decoding and detection")
+    if on_detected is not None:
+        on_detected(len(boxes))
     vectors = faces.encode(image, boxes, settings.jitters, settings.model)
     t3 = time.perf_counter()
     out_faces = []
@@ -69,3 +81,8 @@ def predict_image(
             "classify": round((t4 - t3) * 1000, 2),
         },
     }
+
+
+def _check_budget(spent: float, budget: float | None, what: str) -> None:
+    if budget is not None and spent > budget:
+        raise ImageOverBudget(f"{what} took {spent:.1f} s; the budget per image is {budget:g} s")

@@ -1,0 +1,150 @@
+"""What one hostile or unlucky request may cost the running service, and what it may not.
+
+``anfe serve`` (uvicorn on 127.0.0.1, two detection workers, a 4 s image budget) gets the crafted
+files of :mod:`tests.crafted`, clients that go away, and workers killed with SIGKILL. Each test
+checks a functional bound with a generous timeout; the timing targets themselves are printed by
+``benchmarks/resilience.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import requests
+
+from centroids.store import Store
+from tests.crafted import scan_bomb
+from tests.test_app_server import running_server, wait_until
+from tests.test_bad_inputs import _server_pid
+
+BUDGET = 4.0
+BOMB = scan_bomb(6000)  # ~25-60 s of decoding without a budget
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, small_centroids_doc):
+    """(base URL, server pid, log path) of ``anfe serve`` with two detection workers."""
+    folder = tmp_path_factory.mktemp("resilience")
+    db = str(folder / "db")
+    with Store(db) as s:
+        s.put_centroids(small_centroids_doc)
+    log = folder / "server.log"
+    env = {"ANFE_IMAGE_BUDGET_SECONDS": str(BUDGET)}
+    with running_server(
+        db, log, "--no-seed", "--cpu-workers", "2", "--log-level", "info", env=env
+    ) as base:
+        wait_until(lambda: health(base)["workers_ready"] == 2, "two ready workers")
+        yield base, _server_pid(base), log
+
+
+def health(base: str) -> dict:
+    return requests.get(base + "/health", timeout=30).json()
+
+
+def workers(pid: int) -> list[psutil.Process]:
+    """The detection worker processes of the server (spawned children, not the tracker)."""
+    return [
+        p for p in psutil.Process(pid).children(recursive=True)
+        if "spawn_main" in " ".join(p.cmdline())
+    ]  # fmt: skip
+
+
+def post(base: str, data: bytes, timeout: float = 120) -> requests.Response:
+    return requests.post(base + "/predict", files={"file": ("x.jpg", data)}, timeout=timeout)
+
+
+def all_ready(base: str) -> None:
+    wait_until(lambda: health(base)["workers_ready"] == 2, "both workers to be ready", 120)
+
+
+def test_scan_bomb_is_stopped_at_its_budget_with_422(server):
+    base, _, _ = server
+    all_ready(base)
+    started = time.monotonic()
+    resp = post(base, BOMB)
+    took = time.monotonic() - started
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "image_over_budget"
+    assert took < BOMB_BUDGET_BOUND, f"answered after {took:.1f} s"
+
+
+# budget + grace + the hand-over, with room for a busy 2-core machine; the bomb alone takes 25 s+
+BOMB_BUDGET_BOUND = BUDGET + 12
+
+
+def test_photo_is_answered_while_two_scan_bombs_are_abandoned(server, lfw_male):
+    base, _, log = server
+    all_ready(base)
+
+    def abandon() -> None:
+        try:
+            post(base, BOMB, timeout=1.5)
+        except requests.Timeout:
+            pass
+
+    with ThreadPoolExecutor(2) as ex:
+        list(ex.map(lambda _: abandon(), range(2)))
+    started = time.monotonic()
+    resp = post(base, lfw_male.read_bytes())
+    took = time.monotonic() - started
+    assert resp.status_code == 200 and resp.json()["faces"][0]["gender"] == "male"
+    # both workers were freed (killed and replaced) instead of decoding the bombs for 25 s+
+    assert took < 20, f"the photo waited {took:.1f} s behind two abandoned bombs"
+    wait_until(lambda: log.read_text().count("client went away") >= 2, "the two aborts logged")
+
+
+def test_worker_killed_while_idle_is_replaced_and_reported(server, lfw_female):
+    base, pid, _ = server
+    all_ready(base)
+    before = health(base)["workers_replaced"]
+    victim = workers(pid)[0]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    # /health notices without any request touching the dead worker
+    wait_until(
+        lambda: health(base)["workers_replaced"] == before + 1, "the death to be reported", 10
+    )
+    resp = post(base, lfw_female.read_bytes())  # the next innocent request is not hurt
+    assert resp.status_code == 200, resp.text
+    all_ready(base)
+    assert victim.pid not in [w.pid for w in workers(pid)]
+
+
+def test_only_the_request_whose_worker_died_is_told(server):
+    base, pid, _ = server
+    all_ready(base)
+    procs = workers(pid)
+    assert len(procs) == 2
+    cpu_before = {p.pid: sum(p.cpu_times()[:2]) for p in procs}
+    results: list[requests.Response] = []
+
+    def send() -> None:
+        results.append(post(base, BOMB))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    # both workers busy with a bomb, then one of them dies
+    wait_until(
+        lambda: all(sum(p.cpu_times()[:2]) - cpu_before[p.pid] > 0.3 for p in procs),
+        "both workers to be busy",
+        BUDGET,
+    )
+    os.kill(procs[0].pid, signal.SIGKILL)
+    for t in threads:
+        t.join()
+    codes = sorted((r.status_code, r.json()["error"]["code"]) for r in results)
+    assert codes == [(422, "image_over_budget"), (503, "worker_failed")]
+
+
+def test_no_traceback_or_500_in_the_log(server):
+    _, _, log = server
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert " 500" not in text
