@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.errors import ClientGone, error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
@@ -88,6 +89,10 @@ def _add_docs(app: FastAPI) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return await anfe_error(request, ClientGone("the client went away during the upload"))
+
     @app.exception_handler(AnfeError)
     async def anfe_error(request: Request, exc: AnfeError) -> JSONResponse:
         status = http_status(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -148,3 +149,22 @@ def test_no_traceback_or_500_in_the_log(server):
     text = log.read_text()
     assert "Traceback" not in text
     assert " 500" not in text
+
+
+def test_client_leaving_mid_upload_is_one_log_line_not_a_500(server):
+    base, _, log = server
+    port = int(base.rsplit(":", 1)[1])
+    before = log.read_text().count("\n")
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+                b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+                + b"\xff\xd8\xff" + b"x" * 5000
+            )  # fmt: skip
+            time.sleep(0.3)  # the server is reading the body when the client leaves
+    wait_until(lambda: log.read_text().count("during the upload") >= 3, "the aborts to be logged")
+    new = log.read_text().splitlines()[before:]
+    assert not [line for line in new if "Traceback" in line or "ERROR" in line], new
+    assert len([line for line in new if "during the upload" in line]) == 3
