@@ -78,4 +78,6 @@ class Service:
             max_faces=max_faces or s.max_faces,
             max_bytes=s.max_bytes,
             max_pixels=s.max_pixels,
+            max_image_side=s.max_image_side,
+            max_decoded_bytes=s.max_decoded_bytes,
         )

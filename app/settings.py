@@ -10,7 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from centroids import faces
 from centroids.store import default_uri
 
-# the slowest real photo measured, a 6000x6000 JPEG (benchmarks/image_budget.py), plus seconds
+# the slowest real photo measured took 6.3 s (a 4000x3000 PNG, benchmarks/image_budget.py on a
+# busy 2-core machine); the budget leaves a few seconds beyond it
 IMAGE_BUDGET_SECONDS = 10.0
 
 
@@ -35,6 +36,12 @@ class Settings(BaseSettings):
     )
     max_bytes: int = Field(faces.DEFAULT_MAX_BYTES, ge=1, description="largest upload, in bytes")
     max_pixels: int = Field(faces.DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
+    max_image_side: int = Field(
+        faces.DEFAULT_MAX_IMAGE_SIDE, ge=1, description="longest side of an image, in pixels"
+    )
+    max_decoded_bytes: int = Field(
+        faces.DEFAULT_MAX_DECODED_BYTES, ge=1, description="largest image once decoded, in bytes"
+    )
     max_faces: int = Field(20, ge=1, le=100, description="default faces classified per image")
     max_batch_files: int = Field(16, ge=1, le=256, description="most files in one batch request")
     api_keys: str = Field("", description="comma-separated keys; when set, X-API-Key is required")

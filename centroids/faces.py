@@ -25,6 +25,12 @@ ImageSource = str | Path | bytes | bytearray | memoryview
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+# Pillow keeps one pointer per row: a 1 x 40,000,000 image costs GBs before a pixel is decoded
+DEFAULT_MAX_IMAGE_SIDE = 16384
+DEFAULT_MAX_DECODED_BYTES = 4 * DEFAULT_MAX_PIXELS  # the pixel limit at 4 bytes per pixel
+# bytes per pixel of Pillow's in-memory modes; every other mode (RGB, RGBA, CMYK, I, F...) is 4
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_ROWS_PER_CHUNK = 256  # rows flattened at a time: small uint16 temporaries
 DEFAULT_MAX_SIDE = 800
 ENCODER_NAME = "dlib_face_recognition_resnet_model_v1"
 
@@ -84,15 +90,23 @@ def read_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes
     return data
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_IMAGE_SIDE,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> np.ndarray:
     """Decode image bytes into an RGB ``uint8`` array of shape (height, width, 3).
 
     EXIF orientation is applied, transparency is flattened onto white, 16-bit and greyscale
-    images are brought to 8-bit RGB, and only the first frame of an animation is used.
+    images are brought to 8-bit RGB (in integers, a few rows at a time: no float copy of the
+    image), and only the first frame of an animation is used.
 
     :raises ImageUndecodable: empty, truncated or corrupt bytes
     :raises UnsupportedImageType: bytes of a format we do not read (PDF, SVG, HTML, zip, TIFF...)
-    :raises ImageTooLarge: more than ``max_pixels`` pixels, checked before decoding the pixels
+    :raises ImageTooLarge: more than ``max_pixels`` pixels, a side longer than ``max_side``, or
+        more than ``max_decoded_bytes`` once decoded; all checked from the header, before
+        decoding the pixels
     """
     if not data:
         raise ImageUndecodable("the image is empty (0 bytes)")
@@ -102,11 +116,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # face_recognition sets it to True on import
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(
-                    f"image is {width}x{height} pixels; the limit is {max_pixels} pixels"
-                )
+            _check_size(img, max_pixels, max_side, max_decoded_bytes)
             img.seek(0)
             img.load()
             img = _oriented(img)
@@ -117,16 +127,34 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise ImageTooLarge(f"image has more than {max_pixels} pixels") from None
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise ImageUndecodable(f"cannot decode the {fmt} image: {_short(exc)}") from None
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    return rgb
+
+
+def _check_size(img: Image.Image, max_pixels: int, max_side: int, max_decoded_bytes: int) -> None:
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if max(width, height) > max_side:
+        raise ImageTooLarge(
+            f"image is {width}x{height} pixels; the longest side may be {max_side} pixels"
+        )
+    decoded = width * height * _PIXEL_BYTES.get(img.mode, 4)
+    if decoded > max_decoded_bytes:
+        raise ImageTooLarge(
+            f"image is {width}x{height} pixels ({img.mode}), {decoded} bytes once decoded; "
+            f"the limit is {max_decoded_bytes} bytes"
+        )
 
 
 def load_image(
     source: ImageSource,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_IMAGE_SIDE,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> np.ndarray:
     """Load a path or image bytes as an RGB ``uint8`` array (see :func:`decode`)."""
-    return decode(read_bytes(source, max_bytes), max_pixels)
+    return decode(read_bytes(source, max_bytes), max_pixels, max_side, max_decoded_bytes)
 
 
 def _short(exc: Exception) -> str:
@@ -141,18 +169,48 @@ def _oriented(img: Image.Image) -> Image.Image:
         return img
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """The image as a C-contiguous RGB ``uint8`` array, with at most one full-size copy."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
+        grey = np.asarray(img)
+        img.close()
+        wide = img.mode.startswith("I;16") or grey.max() > 255  # 16-bit values: keep the top byte
+        return _grey_to_rgb(grey, 8 if wide else 0)
+    if img.mode in ("L", "1"):
+        return _grey_to_rgb(np.asarray(img.convert("L")), 0)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    if img.mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        rgba = np.asarray(img)
+        img.close()
+        return _flatten_on_white(rgba)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img))
+
+
+def _grey_to_rgb(grey: np.ndarray, shift: int) -> np.ndarray:
+    out = np.empty((*grey.shape, 3), dtype=np.uint8)
+    for top in range(0, grey.shape[0], _ROWS_PER_CHUNK):
+        rows = grey[top : top + _ROWS_PER_CHUNK]
+        if shift or rows.dtype != np.uint8:
+            rows = np.clip(rows.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
+        out[top : top + _ROWS_PER_CHUNK] = rows[..., None]
+    return out
+
+
+def _flatten_on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA composited onto a white background: c * a / 255 + 255 - a, rounded, in integers."""
+    out = np.empty((*rgba.shape[:2], 3), dtype=np.uint8)
+    for top in range(0, rgba.shape[0], _ROWS_PER_CHUNK):
+        rows = rgba[top : top + _ROWS_PER_CHUNK].astype(np.uint16)
+        alpha = rows[..., 3:4]
+        out[top : top + _ROWS_PER_CHUNK] = (
+            rows[..., :3] * alpha + 255 * (255 - alpha) + 127
+        ) // 255
+    return out
 
 
 @functools.cache

@@ -29,6 +29,8 @@ def predict_image(
     max_faces: int = 20,
     max_bytes: int = faces.DEFAULT_MAX_BYTES,
     max_pixels: int = faces.DEFAULT_MAX_PIXELS,
+    max_image_side: int = faces.DEFAULT_MAX_IMAGE_SIDE,
+    max_decoded_bytes: int = faces.DEFAULT_MAX_DECODED_BYTES,
     max_side: int | None = None,
     budget_seconds: float | None = None,
     on_detected: Callable[[int], None] | None = None,
@@ -49,7 +51,8 @@ def predict_image(
         raise InvalidParameter("max_faces must be between 1 and 100")
     settings = embedding_settings(cs)
     t0 = time.perf_counter()
-    image = faces.decode(faces.read_bytes(data, max_bytes), max_pixels)
+    data = faces.read_bytes(data, max_bytes)
+    image = faces.decode(data, max_pixels, max_image_side, max_decoded_bytes)
     t1 = time.perf_counter()
     _check_budget(t1 - t0, budget_seconds, "decoding")
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)

@@ -19,8 +19,9 @@ import psutil
 import pytest
 import requests
 
+from benchmarks.common import PeakRSS
 from centroids.store import Store
-from tests.crafted import scan_bomb
+from tests.crafted import scan_bomb, tall_png
 from tests.test_app_server import running_server, wait_until
 from tests.test_bad_inputs import _server_pid
 
@@ -168,3 +169,20 @@ def test_client_leaving_mid_upload_is_one_log_line_not_a_500(server):
     new = log.read_text().splitlines()[before:]
     assert not [line for line in new if "Traceback" in line or "ERROR" in line], new
     assert len([line for line in new if "during the upload" in line]) == 3
+
+
+def test_tall_png_sent_twice_keeps_the_server_under_its_memory_ceiling(server):
+    """1 x 39,999,999 RGBA (291 KB) is under the pixel limit; Pillow would hold 40 M rows."""
+    base, pid, _ = server
+    all_ready(base)
+    png = tall_png()
+    with PeakRSS(pid, interval=0.05) as rss, ThreadPoolExecutor(2) as ex:
+        answers = list(ex.map(lambda _: post(base, png), range(2)))
+    for resp in answers:
+        assert resp.status_code == 413, resp.text
+        assert resp.json()["error"]["code"] == "image_too_large"
+    print(f"server tree peak RSS with two 1 x 39,999,999 PNGs: {rss.peak / 2**20:.0f} MB")
+    assert rss.peak < MEMORY_CEILING
+
+
+MEMORY_CEILING = 1.5 * 2**30  # SECURITY.md: the server tree with two detection workers
