@@ -6,11 +6,12 @@ reading at most one byte past ``max_bytes`` (multipart files are spooled to disk
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 
+import orjson
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -61,7 +62,8 @@ async def predict_upload(request: Request, max_bytes: int) -> bytes:
             raise upload.error
         return upload.data
     if kind == JSON or kind.endswith("+json"):
-        return _from_json(await request.body(), max_bytes)
+        # parsed and decoded on a thread: a 28 MB body must not hold up the event loop
+        return await asyncio.to_thread(_from_json, await request.body(), max_bytes)
     raise UnsupportedImageType(
         "send multipart/form-data with the image in field `file`, or application/json "
         f"with `image_base64` (got content type {kind or 'none'!r})"
@@ -108,10 +110,13 @@ async def _form(request: Request, max_files: int):
 
 
 def _from_json(body: bytes, max_bytes: int) -> bytes:
+    """The image of a JSON body. orjson refuses nesting past 1024 levels and numbers that do not
+    fit 64 bits or a finite double, so no body can raise RecursionError or ValueError here."""
     try:
-        payload = PredictJSON.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MalformedRequest("the body is not valid JSON") from None
+        payload = PredictJSON.model_validate(orjson.loads(body))
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc).split(":")[0]
+        raise MalformedRequest(f"the body is not valid JSON ({reason})") from None
     except ValidationError:
         raise InvalidParameter(
             'the JSON body must be {"image_base64": "<base64 of the image bytes>"}'

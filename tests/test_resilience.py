@@ -21,7 +21,7 @@ import requests
 
 from benchmarks.common import PeakRSS
 from centroids.store import Store
-from tests.crafted import scan_bomb, tall_png
+from tests.crafted import deep_json, huge_int_json, scan_bomb, tall_png
 from tests.test_app_server import running_server, wait_until
 from tests.test_bad_inputs import _server_pid
 
@@ -145,13 +145,6 @@ def test_only_the_request_whose_worker_died_is_told(server):
     assert codes == [(422, "image_over_budget"), (503, "worker_failed")]
 
 
-def test_no_traceback_or_500_in_the_log(server):
-    _, _, log = server
-    text = log.read_text()
-    assert "Traceback" not in text
-    assert " 500" not in text
-
-
 def test_client_leaving_mid_upload_is_one_log_line_not_a_500(server):
     base, _, log = server
     port = int(base.rsplit(":", 1)[1])
@@ -186,3 +179,24 @@ def test_tall_png_sent_twice_keeps_the_server_under_its_memory_ceiling(server):
 
 
 MEMORY_CEILING = 1.5 * 2**30  # SECURITY.md: the server tree with two detection workers
+
+
+@pytest.mark.parametrize(
+    "body",
+    [deep_json(), huge_int_json(inside_object=False), huge_int_json(), b'{"image_base64": 1e999}'],
+    ids=["nested-100000-deep", "5000-digit-integer", "object-holding-one", "infinite-float"],
+)
+def test_hostile_json_body_gets_a_4xx(server, body):
+    base, _, _ = server
+    resp = requests.post(
+        base + "/predict", data=body, headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["error"]["code"] in ("malformed_request", "invalid_parameter")
+
+
+def test_no_traceback_or_500_in_the_log(server):
+    _, _, log = server
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert " 500" not in text
