@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +14,9 @@ from app.settings import Settings
 from centroids import faces
 from centroids.errors import AnfeError, ImageUndecodable, UnsupportedImageType
 from centroids.model import CentroidSet
+
+# /health waits this long for a due database look, then answers with what it last saw
+HEALTH_WAIT_SECONDS = 0.05
 
 
 class Service:
@@ -30,6 +34,8 @@ class Service:
         # every database call runs on this one thread: montydb is not thread-safe, and a slow
         # or unreachable MongoDB must not hold up the event loop
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anfe-db")
+        # the one refresh in flight: concurrent requests share it instead of queueing behind it
+        self._refreshing: asyncio.Future | None = None
 
     async def start(self) -> None:
         await self.pool.start()
@@ -46,9 +52,26 @@ class Service:
     async def _on_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
+    def _refresh(self) -> asyncio.Future:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._on_db(self.cache.refresh))
+            # a refresh nobody awaits any more (health gave up on it) must not log its error
+            self._refreshing.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._refreshing
+
     async def centroids(self) -> CentroidCache:
-        """The cache, refreshed if due. :raises DatabaseUnavailable: the database is unreachable"""
-        await self._on_db(self.cache.refresh)
+        """The cache, refreshed if due; every request waiting meanwhile shares one refresh.
+
+        :raises DatabaseUnavailable: the database is unreachable (remembered for
+            ``refresh_seconds`` after a failed look, so requests then fail at once)
+        """
+        await asyncio.shield(self._refresh())
+        return self.cache
+
+    async def health_view(self, wait_seconds: float = HEALTH_WAIT_SECONDS) -> CentroidCache:
+        """The cache for ``/health``: refreshed if that is quick, else as last seen."""
+        with contextlib.suppress(AnfeError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._refresh()), wait_seconds)
         return self.cache
 
     async def centroid_set(self, cid: str | None) -> CentroidSet:

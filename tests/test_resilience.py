@@ -22,7 +22,7 @@ import requests
 from benchmarks.common import PeakRSS
 from centroids.store import Store
 from tests.crafted import deep_json, huge_int_json, scan_bomb, tall_png
-from tests.test_app_server import running_server, wait_until
+from tests.test_app_server import free_port, running_server, wait_until
 from tests.test_bad_inputs import _server_pid
 
 BUDGET = 4.0
@@ -193,6 +193,33 @@ def test_hostile_json_body_gets_a_4xx(server, body):
     )
     assert 400 <= resp.status_code < 500, resp.text
     assert resp.json()["error"]["code"] in ("malformed_request", "invalid_parameter")
+
+
+def test_unreachable_mongodb_fails_parallel_requests_fast_and_health_at_once(tmp_path, lfw_male):
+    """Each look at a MongoDB with no server takes its 3 s timeout: ten requests must share one
+    look (and the failure be remembered), not queue for ten; /health must not wait for it."""
+    port = free_port()  # nothing listens there
+    with running_server(f"mongodb://127.0.0.1:{port}", tmp_path / "server.log") as base:
+        photo = lfw_male.read_bytes()
+        health_seconds = []
+
+        def poll_health() -> None:
+            for _ in range(5):
+                t = time.monotonic()
+                assert requests.get(base + "/health", timeout=60).status_code == 503
+                health_seconds.append(time.monotonic() - t)
+                time.sleep(0.5)
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(11) as ex:
+            polling = ex.submit(poll_health)
+            answers = list(ex.map(lambda _: post(base, photo, timeout=120), range(10)))
+            polling.result()
+        took = time.monotonic() - started
+    assert [r.status_code for r in answers] == [503] * 10
+    assert {r.json()["error"]["code"] for r in answers} == {"database_unavailable"}
+    assert took < 15, f"ten requests took {took:.1f} s (one 3 s look each would be 30 s)"
+    assert max(health_seconds) < 2, health_seconds  # the target, < 0.1 s, is printed by perf
 
 
 def test_no_traceback_or_500_in_the_log(server):
