@@ -88,7 +88,7 @@ class CentroidCache:
             self._store = Store(self.uri)
         store = self._store
         store.ping()
-        if self.seed and not self._seeded:
+        if self.seed and not self._seeded and not store.read_only:
             # once per process, at the first contact: never re-create a database that vanished
             if not store.list_centroids():
                 added = shipped.seed(store)

@@ -8,6 +8,7 @@ checks a functional bound with a generous timeout; the timing targets themselves
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -19,10 +20,11 @@ import psutil
 import pytest
 import requests
 
-from benchmarks.common import PeakRSS
 from centroids.store import Store
+from perf.common import PeakRSS
 from tests.crafted import deep_json, huge_int_json, scan_bomb, tall_png
-from tests.test_app_server import free_port, running_server, wait_until
+from tests.helpers import free_port, running_server
+from tests.test_app_server import wait_until
 from tests.test_bad_inputs import _server_pid
 
 BUDGET = 4.0
@@ -220,6 +222,33 @@ def test_unreachable_mongodb_fails_parallel_requests_fast_and_health_at_once(tmp
     assert {r.json()["error"]["code"] for r in answers} == {"database_unavailable"}
     assert took < 15, f"ten requests took {took:.1f} s (one 3 s look each would be 30 s)"
     assert max(health_seconds) < 2, health_seconds  # the target, < 0.1 s, is printed by perf
+
+
+def without_root_file_powers() -> None:
+    """In the child before exec: drop root's power to write files whatever their mode."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP; fails harmlessly when not root
+
+
+def test_read_only_database_folder_is_served(tmp_path, small_centroids_doc, lfw_female):
+    db = tmp_path / "db"
+    with Store(str(db)) as s:
+        s.put_centroids(small_centroids_doc)
+    modes = {p: p.stat().st_mode for p in [db, *db.rglob("*")]}
+    for p in modes:
+        p.chmod(modes[p] & ~0o222)
+    try:
+        with running_server(
+            str(db), tmp_path / "server.log", "--no-seed", preexec_fn=without_root_file_powers
+        ) as base:
+            assert requests.get(base + "/health", timeout=30).json()["database"]["ok"] is True
+            resp = post(base, lfw_female.read_bytes())
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["faces"][0]["gender"] == "female"
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
 
 
 def test_no_traceback_or_500_in_the_log(server):
