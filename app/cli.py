@@ -49,6 +49,34 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-seed", action="store_true", help="do not seed an empty database")
     p.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        help="open connections + requests in progress per server process before answering 503 "
+        "(default: $ANFE_LIMIT_CONCURRENCY or 32)",
+    )
+    p.add_argument(
+        "--timeout-keep-alive",
+        type=float,
+        default=None,
+        help="seconds an idle kept-alive connection stays open (default: $ANFE_TIMEOUT_KEEP_ALIVE "
+        "or 5)",
+    )
+    p.add_argument(
+        "--timeout-headers",
+        type=float,
+        default=None,
+        help="seconds for a request's line and headers to arrive (default: $ANFE_TIMEOUT_HEADERS "
+        "or 10)",
+    )
+    p.add_argument(
+        "--timeout-body",
+        type=float,
+        default=None,
+        help="seconds without a byte of an unfinished body before 408 (default: "
+        "$ANFE_TIMEOUT_BODY or 15)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -72,12 +100,17 @@ def run(args: argparse.Namespace) -> int:
         "ANFE_CPU_WORKERS": args.cpu_workers,
         "ANFE_CENTROIDS": args.centroids,
         "ANFE_SEED": "false" if args.no_seed else None,
+        "ANFE_LIMIT_CONCURRENCY": args.limit_concurrency,
+        "ANFE_TIMEOUT_KEEP_ALIVE": args.timeout_keep_alive,
+        "ANFE_TIMEOUT_HEADERS": args.timeout_headers,
+        "ANFE_TIMEOUT_BODY": args.timeout_body,
     }
     for name, value in env.items():
         if value is not None:
             os.environ[name] = str(value)
     from pydantic import ValidationError
 
+    from app.protocol import HeadersDeadlineProtocol
     from app.settings import Settings
 
     try:
@@ -99,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         log_config=log_config(args.log_level),
+        http=HeadersDeadlineProtocol,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive,
     )
     return 0
 

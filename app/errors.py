@@ -39,6 +39,12 @@ class WorkerFailed(AnfeError):
     code = "worker_failed"
 
 
+class BodyTimeout(AnfeError):
+    """The client stopped sending a body it had announced (``ANFE_TIMEOUT_BODY``)."""
+
+    code = "request_timeout"
+
+
 class ClientGone(AnfeError):
     """The client closed the connection before its answer was ready; nobody reads this."""
 
@@ -48,6 +54,7 @@ class ClientGone(AnfeError):
 HTTP_STATUS: dict[str, int] = {
     ImageUndecodable.code: 400,
     MalformedRequest.code: 400,
+    BodyTimeout.code: 408,
     Unauthorized.code: 401,
     CentroidsNotFound.code: 404,
     ImageTooLarge.code: 413,

@@ -67,7 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     predict_limit = math.ceil(settings.max_bytes * 4 / 3) + OVERHEAD  # base64 grows by 4/3
     batch_limit = settings.max_batch_files * (settings.max_bytes + OVERHEAD)
     limits = {"/predict": predict_limit, "/predict/batch": batch_limit}
-    app.add_middleware(BodyLimit, limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD))
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD),
+        timeout=settings.timeout_body,
+    )
     add_cors(app, origins(settings.cors_origins))  # outermost: error answers carry CORS too
     return app
 
@@ -104,7 +108,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = "X-API-Key"
-        if status == 413:  # stop reading an upload that may still be arriving
+        if status in (408, 413):  # stop reading an upload that may still be arriving
             headers["Connection"] = "close"
         return JSONResponse(error_body(exc.code, exc.message), status, headers=headers)
 

@@ -56,6 +56,21 @@ class Settings(BaseSettings):
         gt=0,
         description="most time one image may take to decode and detect faces in; then 422",
     )
+    limit_concurrency: int = Field(
+        32,
+        ge=1,
+        description="open connections + requests in progress per server process; past it 503 "
+        "(each JSON upload may hold 28 MB in memory)",
+    )
+    timeout_keep_alive: float = Field(
+        5.0, gt=0, description="seconds an idle kept-alive connection stays open"
+    )
+    timeout_headers: float = Field(
+        10.0, gt=0, description="seconds for a request's line and headers to arrive, then closed"
+    )
+    timeout_body: float = Field(
+        15.0, gt=0, description="seconds without a byte of an unfinished body, then 408"
+    )
     refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
     seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")
 

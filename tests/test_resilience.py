@@ -28,6 +28,7 @@ from tests.test_app_server import wait_until
 from tests.test_bad_inputs import _server_pid
 
 BUDGET = 4.0
+CONCURRENCY = 8
 BOMB = scan_bomb(6000)  # ~25-60 s of decoding without a budget
 
 
@@ -39,10 +40,10 @@ def server(tmp_path_factory, small_centroids_doc):
     with Store(db) as s:
         s.put_centroids(small_centroids_doc)
     log = folder / "server.log"
-    env = {"ANFE_IMAGE_BUDGET_SECONDS": str(BUDGET)}
-    with running_server(
-        db, log, "--no-seed", "--cpu-workers", "2", "--log-level", "info", env=env
-    ) as base:
+    env = {"ANFE_IMAGE_BUDGET_SECONDS": str(BUDGET), "ANFE_TIMEOUT_HEADERS": "2"}
+    args = ("--no-seed", "--cpu-workers", "2", "--log-level", "info")
+    args += ("--timeout-body", "2", "--limit-concurrency", str(CONCURRENCY))
+    with running_server(db, log, *args, env=env) as base:
         wait_until(lambda: health(base)["workers_ready"] == 2, "two ready workers")
         yield base, _server_pid(base), log
 
@@ -249,6 +250,57 @@ def test_read_only_database_folder_is_served(tmp_path, small_centroids_doc, lfw_
     finally:
         for p, mode in modes.items():
             p.chmod(mode)
+
+
+def connect(base: str) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=30)
+
+
+def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Read until the server closes the connection or ``seconds`` pass: (closed, what came)."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := sock.recv(4096):
+            got += chunk
+        return True, got
+    except TimeoutError:
+        return False, got
+    except ConnectionResetError:
+        return True, got
+
+
+def test_slow_headers_are_cut_off(server):
+    base, _, _ = server
+    with connect(base) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        closed, _ = closed_within(sock, 20)
+    assert closed, "a connection without complete headers stayed open"
+
+
+def test_body_that_stops_arriving_gets_408(server):
+    base, _, _ = server
+    with connect(base) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n"
+            b"Content-Type: application/json\r\n\r\n" + b"{" + b" " * 1023
+        )
+        closed, answer = closed_within(sock, 20)
+    assert closed and answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"request_timeout" in answer
+
+
+def test_connections_past_the_concurrency_limit_get_503(server):
+    base, _, _ = server
+    idle = [connect(base) for _ in range(CONCURRENCY)]  # open, headers not sent yet
+    try:
+        time.sleep(0.5)
+        resp = requests.get(base + "/health", timeout=30)
+        assert resp.status_code == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until(lambda: requests.get(base + "/health", timeout=30).status_code == 200, "recovery")
 
 
 def test_no_traceback_or_500_in_the_log(server):
