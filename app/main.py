@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from app.errors import ClientGone, error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
 from app.routes import api, open_router, require_key
-from app.security import add_cors, origins
+from app.security import SecurityHeaders, add_cors, origins, page_headers
 from app.service import Service
 from app.settings import Settings
 from centroids.errors import AnfeError
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.state.page = (resources.files("app") / "static" / "index.html").read_text("utf-8")
+    app.state.page_headers = page_headers(app.state.page)
     app.include_router(open_router)
     app.include_router(api)
     _add_docs(app)
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD),
         timeout=settings.timeout_body,
     )
-    add_cors(app, origins(settings.cors_origins))  # outermost: error answers carry CORS too
+    add_cors(app, origins(settings.cors_origins))  # error answers carry CORS too
+    app.add_middleware(SecurityHeaders)  # outermost: every answer says nosniff
     return app
 
 

@@ -99,9 +99,17 @@ open_router = APIRouter()
 api = APIRouter(dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)
 
 
-@open_router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@open_router.api_route(
+    "/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+)
 async def upload_page(request: Request) -> HTMLResponse:
-    return HTMLResponse(request.app.state.page)
+    return HTMLResponse(request.app.state.page, headers=request.app.state.page_headers)
+
+
+@open_router.head("/health", include_in_schema=False)
+async def health_head(svc: Svc) -> JSONResponse:
+    """``HEAD /health``: the status code of ``GET /health`` (monitors and load balancers)."""
+    return await health(svc)
 
 
 @open_router.get(

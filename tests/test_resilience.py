@@ -8,8 +8,11 @@ checks a functional bound with a generous timeout; the timing targets themselves
 
 from __future__ import annotations
 
+import base64
 import ctypes
+import hashlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -301,6 +304,29 @@ def test_connections_past_the_concurrency_limit_get_503(server):
         for sock in idle:
             sock.close()
     wait_until(lambda: requests.get(base + "/health", timeout=30).status_code == 200, "recovery")
+
+
+def test_head_on_the_page_and_health_answers_200(server):
+    base, _, _ = server
+    all_ready(base)
+    for path in ("/", "/health"):
+        resp = requests.head(base + path, timeout=30)
+        assert resp.status_code == 200, (path, resp.status_code)
+        assert not resp.content
+
+
+def test_page_carries_a_content_security_policy_and_no_sniffing(server):
+    base, _, _ = server
+    page = requests.get(base + "/", timeout=30)
+    policy = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+    [script] = re.findall(r"<script>(.*?)</script>", page.text, flags=re.S)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in policy  # the page's own script runs, no other inline one
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    for resp in (page, requests.get(base + "/health", timeout=30), post(base, b"not an image")):
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
 
 
 def test_no_traceback_or_500_in_the_log(server):
