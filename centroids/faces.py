@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from centroids.errors import ImageTooLarge, ImageUndecodable, InvalidParameter, UnsupportedImageType
 from centroids.images import sniff_format
@@ -30,7 +30,7 @@ DEFAULT_MAX_IMAGE_SIDE = 16384
 DEFAULT_MAX_DECODED_BYTES = 4 * DEFAULT_MAX_PIXELS  # the pixel limit at 4 bytes per pixel
 # bytes per pixel of Pillow's in-memory modes; every other mode (RGB, RGBA, CMYK, I, F...) is 4
 _PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
-_ROWS_PER_CHUNK = 256  # rows flattened at a time: small uint16 temporaries
+_ROWS_PER_CHUNK = 64  # rows copied out of Pillow at a time: small temporaries
 DEFAULT_MAX_SIDE = 800
 ENCODER_NAME = "dlib_face_recognition_resnet_model_v1"
 
@@ -163,54 +163,59 @@ def _short(exc: Exception) -> str:
 
 
 def _oriented(img: Image.Image) -> Image.Image:
+    """The image turned upright by its EXIF orientation (the same image when already upright:
+    ``exif_transpose`` would copy it)."""
     try:
+        if img.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1):
+            return img
         return ImageOps.exif_transpose(img)
     except Exception:  # a corrupt EXIF block must not make a readable photo unreadable
         return img
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    """The image as a C-contiguous RGB ``uint8`` array, with at most one full-size copy."""
+    """The image as a C-contiguous RGB ``uint8`` array.
+
+    Pixels leave Pillow a strip of rows at a time, so the only full-size copy is the answer
+    (``np.asarray`` of a whole image would first copy it to one ``bytes`` object).
+    """
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        grey = np.asarray(img)
-        img.close()
-        wide = img.mode.startswith("I;16") or grey.max() > 255  # 16-bit values: keep the top byte
-        return _grey_to_rgb(grey, 8 if wide else 0)
+        wide = img.mode.startswith("I;16") or img.getextrema()[1] > 255
+        return _rgb_by_strips(img, lambda rows: _grey_rows(rows, 8 if wide else 0))
     if img.mode in ("L", "1"):
-        return _grey_to_rgb(np.asarray(img.convert("L")), 0)
+        grey = img if img.mode == "L" else img.convert("L")
+        return _rgb_by_strips(grey, lambda rows: _grey_rows(rows, 0))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("LA", "PA", "La", "RGBa"):
         img = img.convert("RGBA")
     if img.mode == "RGBA":
-        rgba = np.asarray(img)
-        img.close()
-        return _flatten_on_white(rgba)
+        return _rgb_by_strips(img, _flatten_on_white)
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return np.ascontiguousarray(np.asarray(img))
+    return _rgb_by_strips(img, lambda rows: rows)
 
 
-def _grey_to_rgb(grey: np.ndarray, shift: int) -> np.ndarray:
-    out = np.empty((*grey.shape, 3), dtype=np.uint8)
-    for top in range(0, grey.shape[0], _ROWS_PER_CHUNK):
-        rows = grey[top : top + _ROWS_PER_CHUNK]
-        if shift or rows.dtype != np.uint8:
-            rows = np.clip(rows.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
-        out[top : top + _ROWS_PER_CHUNK] = rows[..., None]
+def _rgb_by_strips(img: Image.Image, to_rgb) -> np.ndarray:
+    width, height = img.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, _ROWS_PER_CHUNK):
+        bottom = min(height, top + _ROWS_PER_CHUNK)
+        out[top:bottom] = to_rgb(np.asarray(img.crop((0, top, width, bottom))))
     return out
+
+
+def _grey_rows(rows: np.ndarray, shift: int) -> np.ndarray:
+    if shift or rows.dtype != np.uint8:
+        rows = np.clip(rows.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
+    return rows[..., None]
 
 
 def _flatten_on_white(rgba: np.ndarray) -> np.ndarray:
     """RGBA composited onto a white background: c * a / 255 + 255 - a, rounded, in integers."""
-    out = np.empty((*rgba.shape[:2], 3), dtype=np.uint8)
-    for top in range(0, rgba.shape[0], _ROWS_PER_CHUNK):
-        rows = rgba[top : top + _ROWS_PER_CHUNK].astype(np.uint16)
-        alpha = rows[..., 3:4]
-        out[top : top + _ROWS_PER_CHUNK] = (
-            rows[..., :3] * alpha + 255 * (255 - alpha) + 127
-        ) // 255
-    return out
+    rows = rgba.astype(np.uint16)
+    alpha = rows[..., 3:4]
+    return ((rows[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
 @functools.cache
