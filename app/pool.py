@@ -44,6 +44,7 @@ GRACE_SECONDS = 1.0
 # how often a waiting request looks whether its client is still there
 POLL_SECONDS = 0.25
 START_TIMEOUT = 600.0
+PRELOAD = ["face_recognition.api", "centroids.predict", "app.pool"]
 
 
 def _worker_main(conn: Connection) -> None:
@@ -126,7 +127,11 @@ class CpuPool:
         self.size = size
         self.budget_seconds = budget_seconds
         self.replaced = 0  # workers that died or were killed, and were replaced
-        self._ctx = multiprocessing.get_context("spawn")  # the service process has threads
+        # not fork: the service process has threads. A fork server, started clean, imports
+        # face_recognition (which loads the dlib models) once; each worker is forked from it
+        # with the models loaded, so a killed worker is replaced in a fraction of a second
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(PRELOAD)
         self._idle: asyncio.Queue[Worker] | None = None
         self._workers: set[Worker] = set()
         self._closing = False

@@ -1,9 +1,9 @@
 """What one hostile or unlucky request may cost the running service, and what it may not.
 
 ``anfe serve`` (uvicorn on 127.0.0.1, two detection workers, a 4 s image budget) gets the crafted
-files of :mod:`tests.crafted`, clients that go away, and workers killed with SIGKILL. Each test
+files of :mod:`perf.crafted`, clients that go away, and workers killed with SIGKILL. Each test
 checks a functional bound with a generous timeout; the timing targets themselves are printed by
-``benchmarks/resilience.py``.
+``perf/resilience.py``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import requests
 
 from centroids.store import Store
 from perf.common import PeakRSS
-from tests.crafted import deep_json, huge_int_json, scan_bomb, tall_png
+from perf.crafted import deep_json, huge_int_json, scan_bomb, tall_png
 from tests.helpers import free_port, running_server
 from tests.test_app_server import wait_until
 from tests.test_bad_inputs import _server_pid
+
+pytestmark = pytest.mark.slow
 
 BUDGET = 4.0
 CONCURRENCY = 8
@@ -56,11 +58,10 @@ def health(base: str) -> dict:
 
 
 def workers(pid: int) -> list[psutil.Process]:
-    """The detection worker processes of the server (spawned children, not the tracker)."""
-    return [
-        p for p in psutil.Process(pid).children(recursive=True)
-        if "spawn_main" in " ".join(p.cmdline())
-    ]  # fmt: skip
+    """The detection worker processes of the server: the children of its fork server."""
+    kids = psutil.Process(pid).children(recursive=True)
+    forkservers = [p for p in kids if "forkserver" in " ".join(p.cmdline())]
+    return [w for f in forkservers for w in f.children()]
 
 
 def post(base: str, data: bytes, timeout: float = 120) -> requests.Response:
