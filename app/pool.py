@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from app.errors import ClientGone, WorkerFailed
+from app.jsonbody import JsonImage, image_from_json
 from centroids import faces
 from centroids.errors import AnfeError, ImageOverBudget
 from centroids.model import CentroidSet
@@ -57,6 +58,8 @@ def _worker_main(conn: Connection) -> None:
         except (EOFError, OSError):
             return  # the service closed the pipe: shut down
         try:
+            if isinstance(data, JsonImage):
+                data = image_from_json(data.body, limits["max_bytes"])
             result = predict_image(
                 data, cs, **limits, on_detected=lambda n: conn.send(("detected", n))
             )
@@ -229,12 +232,13 @@ class CpuPool:
 
     async def predict(
         self,
-        data: bytes,
+        data: bytes | JsonImage,
         cs: CentroidSet,
         disconnected: Callable[[], Awaitable[bool]] | None = None,
         **limits: int,
     ) -> dict[str, Any]:
-        """Classify ``data`` in a worker (see :func:`centroids.predict.predict_image`).
+        """Classify ``data`` in a worker (see :func:`centroids.predict.predict_image`); a
+        :class:`JsonImage` is parsed there (see :func:`app.jsonbody.image_from_json`).
 
         :raises ImageOverBudget: the worker overran the time budget (it was replaced)
         :raises WorkerFailed: the worker died while working on this image (it was replaced)

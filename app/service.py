@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.cache import CentroidCache
+from app.jsonbody import JsonImage
 from app.pool import CpuPool
 from app.settings import Settings
 from centroids import faces
@@ -80,19 +81,21 @@ class Service:
 
     async def predict(
         self,
-        data: bytes,
+        data: bytes | JsonImage,
         cs: CentroidSet,
         max_faces: int | None,
         disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> dict[str, Any]:
-        """Classify every face in ``data`` with ``cs`` in a worker process.
+        """Classify every face in ``data`` (image bytes, or a JSON body the worker decodes)
+        with ``cs`` in a worker process.
 
         ``disconnected()`` is polled while the worker works; when it turns true the work stops.
         """
-        if not data:
-            raise ImageUndecodable("the image is empty (0 bytes)")
-        if faces.sniff_format(data) is None:  # cheap: refuse without a trip to a worker
-            raise UnsupportedImageType("not a JPEG, PNG, WebP, BMP or GIF image")
+        if isinstance(data, bytes):
+            if not data:
+                raise ImageUndecodable("the image is empty (0 bytes)")
+            if faces.sniff_format(data) is None:  # cheap: refuse without a trip to a worker
+                raise UnsupportedImageType("not a JPEG, PNG, WebP, BMP or GIF image")
         s = self.settings
         return await self.pool.predict(
             data,
