@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from centroids import faces
 from centroids.store import default_uri
 
-# the slowest real photo measured took 6.3 s (a 4000x3000 PNG, benchmarks/image_budget.py on a
+# the slowest real photo measured took 6.3 s (a 4000x3000 PNG, perf/image_budget.py on a
 # busy 2-core machine); the budget leaves a few seconds beyond it
 IMAGE_BUDGET_SECONDS = 10.0
 

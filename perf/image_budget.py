@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perf.common import LFW, UTKFACE, balanced_sample, machine, upscaled_dataset  # noqa: E402
 from centroids import faces  # noqa: E402
+from perf.common import LFW, UTKFACE, balanced_sample, machine, upscaled_dataset  # noqa: E402
 
 
 def seconds(data: bytes) -> float:
