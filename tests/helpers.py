@@ -89,3 +89,14 @@ def running_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def db_holding(folder: Path, *docs: dict) -> str:
+    """An embedded database in ``folder/db`` holding the centroid documents ``docs``."""
+    from centroids.store import Store
+
+    db = str(folder / "db")
+    with Store(db) as s:
+        for doc in docs:
+            s.put_centroids(doc)
+    return db

@@ -129,16 +129,21 @@ def test_decoded_bytes_are_capped_whatever_the_pixel_count(lfw_female):
     assert faces.decode(data, max_decoded_bytes=250_000).shape == (250, 250, 3)
 
 
+def traced_decode(data: bytes) -> tuple[np.ndarray, int]:
+    """The decoded image and the peak of Python and numpy allocations while decoding it."""
+    tracemalloc.start()
+    try:
+        image = faces.decode(data)
+        return image, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_16_bit_image_is_decoded_without_a_float_copy(lfw_female):
     grey = np.asarray(Image.open(lfw_female).convert("L").resize((2000, 2000)), dtype=np.uint16)
     buf = io.BytesIO()
     Image.fromarray(grey * 257).save(buf, "PNG")  # 16-bit greyscale, 0..65535
-    tracemalloc.start()
-    try:
-        image = faces.decode(buf.getvalue())
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    image, peak = traced_decode(buf.getvalue())
     assert np.array_equal(image[..., 0], grey.astype(np.uint8)) and image.shape[2] == 3
     # one float64 copy of the pixels alone would be 32 MB; the RGB answer is 12 MB
     assert peak < 2000 * 2000 * 8, f"decoding traced {peak / 1e6:.0f} MB"
@@ -148,12 +153,7 @@ def test_rgba_image_leaves_pillow_without_a_whole_image_copy(lfw_female):
     rgba = Image.open(lfw_female).convert("RGBA").resize((2000, 2000))
     buf = io.BytesIO()
     rgba.save(buf, "PNG", compress_level=1)
-    tracemalloc.start()
-    try:
-        image = faces.decode(buf.getvalue())
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    image, peak = traced_decode(buf.getvalue())
     assert image.shape == (2000, 2000, 3)
     # the 12 MB answer plus strips; np.asarray of the whole image would add a 16 MB bytes copy
     assert peak < 12e6 + 2000 * 2000 * 4 / 2, f"decoding traced {peak / 1e6:.0f} MB"

@@ -26,7 +26,7 @@ import requests
 from centroids.store import Store
 from perf.common import PeakRSS
 from perf.crafted import deep_json, huge_int_json, scan_bomb, tall_png
-from tests.helpers import free_port, running_server
+from tests.helpers import db_holding, free_port, running_server
 from tests.test_app_server import wait_until
 from tests.test_bad_inputs import _server_pid
 
@@ -41,9 +41,7 @@ BOMB = scan_bomb(6000)  # ~25-60 s of decoding without a budget
 def server(tmp_path_factory, small_centroids_doc):
     """(base URL, server pid, log path) of ``anfe serve`` with two detection workers."""
     folder = tmp_path_factory.mktemp("resilience")
-    db = str(folder / "db")
-    with Store(db) as s:
-        s.put_centroids(small_centroids_doc)
+    db = db_holding(folder, small_centroids_doc)
     log = folder / "server.log"
     env = {"ANFE_IMAGE_BUDGET_SECONDS": str(BUDGET), "ANFE_TIMEOUT_HEADERS": "2"}
     args = ("--no-seed", "--cpu-workers", "2", "--log-level", "info")
