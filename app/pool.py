@@ -2,8 +2,9 @@
 
 dlib's encoder holds the GIL (``perf/gil.py`` measures it: two threads encode no faster
 than one, and a thread running detect+encode stalls the others for over 100 ms), so threads
-would stall ``/health`` and every other request. Each worker process loads the dlib models once,
-when it starts; :meth:`CpuPool.start` waits for all of them before the service takes requests.
+would stall ``/health`` and every other request. Workers are forked from a fork server that
+imported face_recognition (loading the dlib models) once, so a new worker is ready at once;
+:meth:`CpuPool.start` waits for all of them before the service takes requests.
 
 Each worker talks to the service over its own pipe, so a worker is a resource one request holds,
 and the service can stop that work without touching the others:
@@ -38,7 +39,7 @@ from centroids.model import CentroidSet
 from centroids.predict import predict_image
 
 log = logging.getLogger("anfe.app")
-# time allowed per face for landmarks + encoding, after detection (measured: ~0.1 s per face)
+# time allowed per face for landmarks + encoding, after detection: a generous allowance
 FACE_SECONDS = 2.0
 # slack for the pipe and the process hand-over around the worker's own budget
 GRACE_SECONDS = 1.0
