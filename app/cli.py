@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import os
+import shutil
+import socket
+import tempfile
 
-from centroids.store import default_uri, describe_uri
+from app.metrics import MULTIPROC_ENV
+from centroids.errors import InvalidParameter
+from centroids.store import check_uri, default_uri, describe_uri
 
 EXAMPLES = """examples:
   anfe serve                                    # http://127.0.0.1:8000, embedded database
@@ -88,12 +94,12 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from centroids.errors import InvalidParameter
-
     if not 1 <= args.port <= 65535:
         raise InvalidParameter(f"--port must be between 1 and 65535, not {args.port}")
     if args.workers < 1 or (args.cpu_workers is not None and args.cpu_workers < 1):
         raise InvalidParameter("--workers and --cpu-workers must be at least 1")
+    check_uri(args.db or default_uri())
+    check_port(args.host, args.port)  # before any model or worker is loaded
     # the app reads its settings from the environment, in every server process uvicorn starts
     env = {
         "ANFE_DB": args.db,
@@ -124,19 +130,51 @@ def run(args: argparse.Namespace) -> int:
         f"{args.workers} server process(es) x {settings.cpu_workers} detector(s))",
         flush=True,
     )
-    uvicorn.run(
-        "app.main:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        log_config=log_config(args.log_level),
-        http=HeadersDeadlineProtocol,
-        limit_concurrency=settings.limit_concurrency,
-        timeout_keep_alive=settings.timeout_keep_alive,
-    )
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # each server process writes its metrics there; GET /metrics adds them all up
+        metrics_dir = tempfile.mkdtemp(prefix="anfe-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "app.main:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_config=log_config(args.log_level),
+            http=HeadersDeadlineProtocol,
+            limit_concurrency=settings.limit_concurrency,
+            timeout_keep_alive=settings.timeout_keep_alive,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` the way uvicorn will, and let go: refuse a busy port in one line.
+
+    :raises InvalidParameter: the address is in use, not ours to bind, or the host is unknown
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidParameter(f"--host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            why = (
+                "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used: {exc.strerror}"
+            )
+            raise InvalidParameter(
+                f"port {port} on {host} {why}; choose another with --port"
+            ) from None
 
 
 def log_config(level: str) -> dict:

@@ -11,16 +11,17 @@ import math
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from app.docs import add_docs
 from app.errors import ClientGone, error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
-from app.routes import api, open_router, require_key
+from app.metrics import add_metrics
+from app.routes import api, open_router
 from app.security import SecurityHeaders, add_cors, origins, page_headers
 from app.service import Service
 from app.settings import Settings
@@ -33,7 +34,8 @@ each face's 128-d dlib embedding is compared with a female and a male centroid, 
 one wins. Every answer carries both distances, the margin and a calibrated confidence.
 
 Errors are `{"error": {"code": "...", "message": "..."}}`. When the service runs with
-`ANFE_API_KEYS`, send one of the keys in `X-API-Key` (all routes but `/health` and `/`)."""
+`ANFE_API_KEYS`, send one of the keys in `X-API-Key` (all routes but `/health`, `/` and the
+documentation): on this page, use "Authorize"."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,16 +56,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,
+        docs_url=None,  # app/docs.py serves /docs and /redoc from local files
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",  # open, like the docs: see SECURITY.md
     )
     app.state.service = service
     app.state.page = (resources.files("app") / "static" / "index.html").read_text("utf-8")
     app.state.page_headers = page_headers(app.state.page)
     app.include_router(open_router)
     app.include_router(api)
-    _add_docs(app)
+    add_docs(app, "anfe")
     _add_error_handlers(app)
     predict_limit = math.ceil(settings.max_bytes * 4 / 3) + OVERHEAD  # base64 grows by 4/3
     batch_limit = settings.max_batch_files * (settings.max_bytes + OVERHEAD)
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout=settings.timeout_body,
     )
     add_cors(app, origins(settings.cors_origins))  # error answers carry CORS too
+    add_metrics(app, settings.cpu_workers)  # counts every answer, 413s included
     app.add_middleware(SecurityHeaders)  # outermost: every answer says nosniff
     return app
 
@@ -81,17 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def app_from_env() -> FastAPI:
     """The app configured from ``ANFE_*`` variables: the factory ``anfe serve`` gives uvicorn."""
     return create_app(Settings())
-
-
-def _add_docs(app: FastAPI) -> None:
-    # /docs and /openapi.json need the API key too when keys are configured
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_key)])
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_key)])
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="anfe API")
 
 
 def _add_error_handlers(app: FastAPI) -> None:

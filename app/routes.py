@@ -30,7 +30,11 @@ from app.service import Service
 from centroids.errors import AnfeError
 
 log = logging.getLogger("anfe.app")
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="One of the service's ANFE_API_KEYS; needed only when the service has keys.",
+)
 
 CentroidsQuery = Annotated[
     str | None,
@@ -147,7 +151,9 @@ async def predict(
 ) -> dict:
     cs = await svc.centroid_set(centroids)  # 404/503 before reading a large body
     data = await uploads.predict_upload(request, svc.settings.max_bytes)
-    return await svc.predict(data, cs, max_faces, request.is_disconnected)
+    result = await svc.predict(data, cs, max_faces, request.is_disconnected)
+    request.app.state.metrics.count_result(result)
+    return result
 
 
 @api.post(
@@ -162,17 +168,21 @@ async def predict_batch(
     cs = await svc.centroid_set(centroids)
     s = svc.settings
     files = await uploads.batch_uploads(request, s.max_bytes, s.max_batch_files)
+    metrics = request.app.state.metrics
 
     async def one(i: int, up: uploads.Upload) -> BatchItem:
         try:
             if up.error:
                 raise up.error
             result = await svc.predict(up.data, cs, max_faces, request.is_disconnected)
+            metrics.count_result(result)
             return BatchItem(index=i, filename=up.filename, status=200, result=result)
         except AnfeError as exc:
+            metrics.errors.labels(exc.code).inc()
             err = ErrorDetail(code=exc.code, message=exc.message)
             return BatchItem(index=i, filename=up.filename, status=http_status(exc), error=err)
         except Exception:
+            metrics.errors.labels("internal_error").inc()
             log.exception("batch file %d (%s) failed", i, up.filename)
             err = ErrorDetail(code="internal_error", message="internal error; see the server log")
             return BatchItem(index=i, filename=up.filename, status=500, error=err)

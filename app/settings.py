@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from centroids import faces
+from centroids.cpus import usable_cpus
 from centroids.store import default_uri
 
 # the slowest real photo measured took 6.3 s (a 4000x3000 PNG, perf/image_budget.py on a
 # busy 2-core machine); the budget leaves a few seconds beyond it
 IMAGE_BUDGET_SECONDS = 10.0
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -50,7 +42,7 @@ class Settings(BaseSettings):
         description="comma-separated origins browsers may call the API from ('*': any); "
         "empty: CORS off",
     )
-    cpu_workers: int = Field(default_factory=_cores, ge=1, description="detection processes")
+    cpu_workers: int = Field(default_factory=usable_cpus, ge=1, description="detection processes")
     image_budget_seconds: float = Field(
         IMAGE_BUDGET_SECONDS,
         gt=0,

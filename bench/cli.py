@@ -9,10 +9,10 @@ from pathlib import Path
 
 from bench import report, run
 from centroids.build import parse_sizes
-from centroids.cli import add_mode_options, mode_params
+from centroids.cli import add_landmarks_option, add_mode_options, mode_params
 from centroids.errors import InvalidParameter
 from centroids.faces import EmbeddingSettings
-from centroids.store import Store, default_uri
+from centroids.store import Store, check_uri, default_uri
 
 EXAMPLES = """examples:
   # the paper's experiment: centroids of 1K..50K images per gender, scored on a FaceScrub folder
@@ -117,7 +117,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
-    p.add_argument("--landmarks", choices=["small", "large"], default="small")
+    add_landmarks_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--db", default=None, help=f"database URI (default: $ANFE_DB or {default_uri()})"
@@ -160,6 +160,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameter("--jobs must be at least 1")
     report.require_matplotlib()
+    check_uri(args.db or default_uri())
     params = mode_params(args)
     if args.out.exists() and not args.out.is_dir():
         raise InvalidParameter(f"--out {str(args.out)!r} is a file, not a folder")

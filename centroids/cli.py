@@ -5,25 +5,33 @@ Subcommands of other packages (``serve`` of the service, ``scrape`` and ``clean`
 is a function ``register(subparsers)`` that adds one parser with ``func`` set. So this module
 imports none of them.
 
-Errors print one line ``anfe: error: <message>`` and exit with the error's code (2 bad usage,
-3 bad image, 4 centroids missing, 5 database unavailable, 130 interrupted).
+Every option is checked before a model is loaded or an image embedded. Errors print one line
+``anfe: error: <message>`` and exit with the error's code (2 bad usage, 3 some or all images
+failed, 4 centroids missing, 5 database unusable, 130 interrupted, 141 output pipe closed).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
+import os
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from pathlib import Path
+from typing import Any
 
-from centroids import datasets, shipped
+from centroids import datasets, requirements, shipped
 from centroids.build import DEFAULT_SIZES, BuildSpec, build, parse_sizes
 from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, InvalidParameter
 from centroids.faces import EmbeddingSettings
 from centroids.predict import predict_image
-from centroids.store import Store, default_uri, describe_uri
+from centroids.store import Store, check_uri, default_uri, describe_uri
+
+# subcommands that detect or encode faces: they need the dlib stack, checked before they start
+MODEL_COMMANDS = {"build", "predict", "bench", "serve", "clean"}
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 EXAMPLES_BUILD = """examples:
   anfe build ../shared/data/utkface --sizes 1000,2000,5000 --min-age 18
@@ -35,6 +43,9 @@ EXAMPLES_BUILD = """examples:
 EXAMPLES_PREDICT = """examples:
   anfe predict photo.jpg
   anfe predict photos/ --json --centroids g_2000
+  anfe predict photos/ --csv > faces.csv      # one row per face (or per failed image)
+
+exit status: 0 every image read, 3 when any image failed (a summary line says how many)
 """
 EXAMPLES_CENTROIDS = """examples:
   anfe centroids list
@@ -55,6 +66,12 @@ def add_db_option(p: argparse.ArgumentParser) -> None:
 
 def open_store(args: argparse.Namespace) -> Store:
     return Store(args.db or default_uri())
+
+
+def at_least(name: str, value: int | None, least: int = 1) -> None:
+    """Raise :class:`InvalidParameter` when an integer option is below ``least``."""
+    if value is not None and value < least:
+        raise InvalidParameter(f"{name} must be at least {least}, not {value}")
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -84,7 +101,7 @@ def _register_build(sub) -> None:
         "--min-age", type=int, default=None, help="keep images with labels.csv age >= this"
     )
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
-    p.add_argument("--landmarks", choices=["small", "large"], default="small")
+    add_landmarks_option(p)
     p.add_argument("--max-side", type=int, default=800, help="detect on a copy this large")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -105,6 +122,16 @@ def _register_build(sub) -> None:
     )
     add_db_option(p)
     p.set_defaults(func=_run_build)
+
+
+def add_landmarks_option(p: argparse.ArgumentParser) -> None:
+    """``--landmarks``, shared by ``anfe build`` and ``anfe bench``."""
+    p.add_argument(
+        "--landmarks",
+        choices=["small", "large"],
+        default="small",
+        help="dlib landmark model that aligns faces: 5 points (small) or 68 (default: small)",
+    )
 
 
 def add_mode_options(p: argparse.ArgumentParser, balance_help: str) -> None:
@@ -136,6 +163,9 @@ def mode_params(args: argparse.Namespace) -> dict:
 
 
 def _run_build(args: argparse.Namespace) -> int:
+    at_least("--jobs", args.jobs)
+    at_least("--min-age", args.min_age, least=0)
+    check_uri(args.db or default_uri())
     settings = EmbeddingSettings(
         model=args.landmarks, jitters=args.jitters, max_side=args.max_side, cropped=args.cropped
     )
@@ -149,6 +179,8 @@ def _run_build(args: argparse.Namespace) -> int:
         modes=[m.strip() for m in args.mode.split(",") if m.strip()],
         params=mode_params(args),
     )
+    spec.check()
+    datasets.layout(spec.dataset)  # a missing or unlabelled folder, before the database opens
     if args.dask is not None:
         from centroids.dask_pool import check_address
 
@@ -185,13 +217,27 @@ def _register_predict(sub) -> None:
         default=None,
         help="centroid set id (default: g_5000-mahalanobis, else the largest)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
-    p.add_argument("--max-faces", type=int, default=20)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    out.add_argument(
+        "--csv",
+        action="store_true",
+        help="CSV with a header: one row per face, one per image without a face or that failed",
+    )
+    p.add_argument(
+        "--max-faces",
+        type=int,
+        default=20,
+        help="classify at most this many faces per image, the largest (1-100, default: 20)",
+    )
     add_db_option(p)
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    if not 1 <= args.max_faces <= 100:
+        raise InvalidParameter(f"--max-faces must be between 1 and 100, not {args.max_faces}")
+    check_uri(args.db or default_uri())
     if args.path.is_dir():
         paths = [
             p for p in sorted(args.path.rglob("*"))
@@ -202,40 +248,74 @@ def _run_predict(args: argparse.Namespace) -> int:
     elif args.path.is_file():
         paths = [args.path]
     else:
-        print(f"anfe: error: no such file or folder: {args.path}", file=sys.stderr)
-        return 2
+        raise InvalidParameter(f"no such file or folder: {args.path}")
     with open_store(args) as store:
         cs = shipped.load_centroid_set(store, args.centroids)
+    show = _csv_printer() if args.csv else _print_json if args.json else _print_text
     failures = 0
     for path in paths:
         try:
             result = predict_image(path.read_bytes(), cs, max_faces=args.max_faces)
         except AnfeError as exc:
             failures += 1
-            if args.json:
-                print(
-                    json.dumps(
-                        {"path": str(path), "error": {"code": exc.code, "message": exc.message}}
-                    )
-                )
-            else:
-                print(f"{path}: error: {exc.message}")
-            continue
-        if args.json:
-            print(json.dumps({"path": str(path), **result}))
-            continue
-        if not result["faces"]:
-            print(f"{path}: no face found")
-        for i, face in enumerate(result["faces"], 1):
-            b = face["box"]
-            flag = " uncertain" if face["uncertain"] else ""
-            flag += "" if face["in_range"] else " out-of-range"
-            print(
-                f"{path}: face {i} box=({b['top']},{b['right']},{b['bottom']},{b['left']}) "
-                f"{face['gender']} d_female={face['distances']['female']:.4f} "
-                f"d_male={face['distances']['male']:.4f} confidence={face['confidence']:.3f}{flag}"
+            result = {"error": {"code": exc.code, "message": exc.message}}
+        show(str(path), result)
+    if failures:
+        print(f"anfe: {failures} of {len(paths)} images failed", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _print_json(path: str, result: dict[str, Any]) -> None:
+    print(json.dumps({"path": path, **result}))
+
+
+def _print_text(path: str, result: dict[str, Any]) -> None:
+    if "error" in result:
+        print(f"{path}: error: {result['error']['message']}")
+    elif not result["faces"]:
+        print(f"{path}: no face found")
+    for i, face in enumerate(result.get("faces", []), 1):
+        b = face["box"]
+        flag = " uncertain" if face["uncertain"] else ""
+        flag += "" if face["in_range"] else " out-of-range"
+        print(
+            f"{path}: face {i} box=({b['top']},{b['right']},{b['bottom']},{b['left']}) "
+            f"{face['gender']} d_female={face['distances']['female']:.4f} "
+            f"d_male={face['distances']['male']:.4f} confidence={face['confidence']:.3f}{flag}"
+        )
+
+
+CSV_COLUMNS = [
+    "path", "face", "top", "right", "bottom", "left", "gender", "d_female", "d_male", "margin",
+    "confidence", "uncertain", "in_range", "age", "error_code", "error",
+]  # fmt: skip
+
+
+def _csv_printer():
+    """A printer of CSV rows under :data:`CSV_COLUMNS`; ``age`` is empty when the set has none."""
+    writer = csv.DictWriter(sys.stdout, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+
+    def show(path: str, result: dict[str, Any]) -> None:
+        if "error" in result:
+            err = result["error"]
+            writer.writerow({"path": path, "error_code": err["code"], "error": err["message"]})
+        elif not result["faces"]:
+            writer.writerow({"path": path, "face": 0})
+        for i, face in enumerate(result.get("faces", []), 1):
+            writer.writerow(
+                {
+                    "path": path,
+                    "face": i,
+                    **face["box"],
+                    **{k: v for k, v in face.items() if k not in ("box", "distances")},
+                    "d_female": face["distances"]["female"],
+                    "d_male": face["distances"]["male"],
+                }
             )
-    return 3 if failures == len(paths) else 0
+
+    return show
 
 
 def _register_centroids(sub) -> None:
@@ -245,13 +325,19 @@ def _register_centroids(sub) -> None:
         epilog=EXAMPLES_CENTROIDS,
         formatter_class=_formatter,
     )
-    p.add_argument("action", choices=["list", "show", "delete", "seed"])
+    p.add_argument(
+        "action",
+        choices=["list", "show", "delete", "seed"],
+        help="list the sets, show one as JSON, delete one, or seed the shipped sets",
+    )
     p.add_argument("id", nargs="?", help="centroid set id, for show and delete")
     add_db_option(p)
     p.set_defaults(func=_run_centroids)
 
 
 def _run_centroids(args: argparse.Namespace) -> int:
+    if args.action in ("show", "delete") and not args.id:
+        raise InvalidParameter(f"`anfe centroids {args.action}` needs a centroid id")
     with open_store(args) as store:
         if args.action == "seed":
             added = shipped.seed(store)
@@ -272,11 +358,6 @@ def _run_centroids(args: argparse.Namespace) -> int:
                     f"dataset={src.get('dataset')} seed={src.get('seed')} created={d.get('created_at')}"
                 )
             return 0
-        if not args.id:
-            print(
-                f"anfe: error: `anfe centroids {args.action}` needs a centroid id", file=sys.stderr
-            )
-            return 2
         if args.action == "show":
             doc = store.get_centroids(args.id)
             print(json.dumps(doc, indent=2))
@@ -294,6 +375,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument(
+        "--version", action="version", version=f"anfe {version('anfe')}", help="print the version"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _register_build(sub)
@@ -311,13 +395,22 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        if args.command in MODEL_COMMANDS:
+            requirements.check()
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
     except AnfeError as exc:
         print(f"anfe: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("anfe: interrupted; finished work is saved, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader left (``anfe ... | head``): stop quietly, and keep Python's flush at exit
+        # from failing again on the closed descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
 
 
 if __name__ == "__main__":

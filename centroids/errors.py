@@ -76,6 +76,16 @@ class DatabaseUnavailable(AnfeError):
     exit_code = 5
 
 
+class MissingDependency(AnfeError, ImportError):
+    """dlib, face_recognition or its models are not installed (pip cannot install them for us).
+
+    Also an :class:`ImportError`, so ``import anfe`` can raise it where callers expect one.
+    """
+
+    code = "missing_dependency"
+    exit_code = 1
+
+
 class DatasetError(AnfeError):
     """A dataset folder is missing or has no labelled images in a known layout."""
 

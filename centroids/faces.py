@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps
 
+from centroids import requirements
 from centroids.errors import ImageTooLarge, ImageUndecodable, InvalidParameter, UnsupportedImageType
 from centroids.images import sniff_format
 
@@ -157,6 +158,42 @@ def load_image(
     return decode(read_bytes(source, max_bytes), max_pixels, max_side, max_decoded_bytes)
 
 
+def as_rgb(image: Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An image already in memory as the RGB ``uint8`` array :func:`decode` would give.
+
+    :param image: a PIL image (its EXIF orientation is applied, as for a file), or a ``uint8``
+        numpy array of shape (height, width) greyscale, (height, width, 3) RGB or
+        (height, width, 4) RGBA
+    :raises ImageTooLarge: more than ``max_pixels`` pixels
+    :raises ImageUndecodable: a PIL image whose pixels cannot be read
+    :raises InvalidParameter: an array of another shape or type
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or not (
+            image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
+        ):
+            raise InvalidParameter(
+                f"a numpy image must be uint8 of shape (h, w), (h, w, 3) or (h, w, 4), not "
+                f"{image.dtype} of shape {image.shape}"
+            )
+        height, width = image.shape[:2]
+    elif isinstance(image, Image.Image):
+        width, height = image.size
+    else:
+        raise InvalidParameter(f"not an image: {type(image).__name__}")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image)
+    img = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+    try:
+        img.load()
+        rgb = _to_rgb(_oriented(img))
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise ImageUndecodable(f"cannot read the image: {_short(exc)}") from None
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:160]
@@ -220,8 +257,15 @@ def _flatten_on_white(rgba: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _api():
-    """face_recognition's module, imported (and its dlib models loaded) once per process."""
-    import face_recognition.api as api
+    """face_recognition's module, imported (and its dlib models loaded) once per process.
+
+    :raises MissingDependency: dlib, face_recognition or its models are not installed
+    """
+    requirements.check()  # before the import: without its models face_recognition calls quit()
+    try:
+        import face_recognition.api as api
+    except ImportError as exc:
+        raise requirements.unusable(exc) from None
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # undo the library's global change
     return api

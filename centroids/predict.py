@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from centroids import faces
 from centroids.errors import ImageOverBudget, InvalidParameter
 from centroids.model import CentroidSet
@@ -23,7 +25,7 @@ def embedding_settings(cs: CentroidSet) -> faces.EmbeddingSettings:
 
 
 def predict_image(
-    data: bytes,
+    data: bytes | np.ndarray,
     cs: CentroidSet,
     *,
     max_faces: int = 20,
@@ -37,6 +39,8 @@ def predict_image(
 ) -> dict[str, Any]:
     """Detect, encode and classify every face (largest first up to ``max_faces``).
 
+    ``data`` is the bytes of an image file, or an image already decoded (see
+    :func:`faces.as_rgb`, whose checks it passes through).
     ``budget_seconds`` bounds decoding plus detection: past it, the next step is not started
     (the service also kills a worker that overruns it inside a step). ``on_detected(n)`` is
     called with the number of faces to encode once detection is done.
@@ -51,8 +55,11 @@ def predict_image(
         raise InvalidParameter("max_faces must be between 1 and 100")
     settings = embedding_settings(cs)
     t0 = time.perf_counter()
-    data = faces.read_bytes(data, max_bytes)
-    image = faces.decode(data, max_pixels, max_image_side, max_decoded_bytes)
+    if isinstance(data, np.ndarray):
+        image = faces.as_rgb(data, max_pixels)
+    else:
+        data = faces.read_bytes(data, max_bytes)
+        image = faces.decode(data, max_pixels, max_image_side, max_decoded_bytes)
     t1 = time.perf_counter()
     _check_budget(t1 - t0, budget_seconds, "decoding")
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)

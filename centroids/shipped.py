@@ -10,7 +10,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from centroids.errors import NoCentroids
+from centroids.errors import CentroidsNotFound, NoCentroids
 from centroids.model import CentroidSet
 from centroids.store import Store
 
@@ -28,6 +28,20 @@ def shipped_documents() -> list[dict[str, Any]]:
         if entry.name.startswith("g_") and entry.name.endswith(".json")
     ]
     return sorted(docs, key=lambda d: (d.get("per_gender", 0), d["_id"]))
+
+
+def shipped_set(cid: str | None = None) -> CentroidSet:
+    """The shipped set ``cid`` (default: :data:`DEFAULT_CENTROIDS`), read from the package alone.
+
+    :raises CentroidsNotFound: no shipped set has that id
+    """
+    docs = {d["_id"]: d for d in shipped_documents()}
+    cid = cid or default_id(list(docs))
+    if cid not in docs:
+        raise CentroidsNotFound(
+            f"no shipped centroid set with id {cid!r}; shipped: {', '.join(docs)}"
+        )
+    return CentroidSet.from_doc(docs[cid])
 
 
 def seed(store: Store) -> list[str]:

@@ -1,8 +1,9 @@
 """The database: open it from a URI and read or write centroid sets and cached embeddings.
 
 ``mongodb://`` and ``mongodb+srv://`` URIs open a MongoDB server through pymongo (production,
-docker-compose). Anything else, a path or ``montydb:///path``, opens montydb with its sqlite
-storage (the embedded default, ``./.anfe/db``). Only the pymongo API both support is used.
+docker-compose). A path or ``montydb:///path`` opens montydb with its sqlite storage (the
+embedded default, ``./.anfe/db``); any other ``scheme://`` is refused. Only the pymongo API
+both support is used.
 
 Collections of database ``anfe`` (see DESIGN.md): ``centroids``, one document per centroid set,
 written with a single ``replace_one`` so a reader sees either the old or the new document, never
@@ -31,11 +32,27 @@ DEFAULT_DB = ".anfe/db"
 DB_NAME = "anfe"
 CENTROID_ID = re.compile(r"^g_[0-9]+(-[a-z0-9_-]+)?$")
 _MONTY_LOCK = threading.Lock()
+URI_SCHEMES = ("mongodb://", "mongodb+srv://", "montydb://")
 
 
 def default_uri() -> str:
     """``ANFE_DB`` from the environment, else the embedded database under ``./.anfe/db``."""
     return os.environ.get("ANFE_DB") or DEFAULT_DB
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a URI of a scheme we do not open, before anything is created on disk.
+
+    Accepted: ``mongodb://``, ``mongodb+srv://``, ``montydb:///path`` and plain folder paths.
+
+    :raises DatabaseUnavailable: any other ``scheme://`` (``postgres://...``, ``file://...``)
+    """
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", uri)
+    if scheme and not uri.startswith(URI_SCHEMES):
+        raise DatabaseUnavailable(
+            f"unsupported database URI scheme {scheme.group(1) + '://'!r}; use mongodb://, "
+            "mongodb+srv://, montydb:///path or a folder"
+        )
 
 
 def _is_mongo(uri: str) -> bool:
@@ -70,6 +87,7 @@ class Store:
 
     def __init__(self, uri: str | None = None, timeout_ms: int = 3000) -> None:
         self.uri = uri or default_uri()
+        check_uri(self.uri)
         self.kind = db_kind(self.uri)
         self.read_only = False
         self._snapshot: ReadOnlySnapshot | None = None

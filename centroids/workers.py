@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from centroids import faces, images
+from centroids.cpus import usable_cpus
 from centroids.errors import AnfeError
 from centroids.faces import EmbeddingSettings
 from centroids.store import Store, embedding_id
@@ -102,10 +103,8 @@ def worker_init() -> None:
 
 
 def default_jobs() -> int:
-    """The CPUs this process may use."""
-    return max(
-        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
+    """The CPUs this process may use (affinity and cgroup quota, see :mod:`centroids.cpus`)."""
+    return usable_cpus()
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

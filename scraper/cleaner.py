@@ -5,7 +5,11 @@ moved) to ``CLEAN/{female,male}/<person>/…`` or to ``CLEAN/_quarantine/<reason
 (``build`` skips folders starting with ``_``). Reasons, checked in this order:
 
 - ``unreadable``: not an image we can decode (truncated, corrupt, not an image at all);
-- ``duplicate``: the same bytes (SHA-256) as an image met before, anywhere in RAW;
+- ``duplicate``: the same bytes (SHA-256) as another image anywhere in RAW. One copy of each
+  photo is always kept: the one that belongs where it is (its face is nearest the other photos
+  of its person folder, and the label review's centroids agree with its gender folder); ties go
+  to the first in path order. So a man's photo copied into a woman's folder is quarantined
+  there, and the original in his own folder stays;
 - ``no_face`` / ``several_faces``: dlib's detector finds none, or more than one face;
 - ``small_face``: the face box is narrower or lower than ``min_face`` pixels;
 - ``near_duplicate``: within a person, an embedding closer than ``near_duplicate`` to an image
@@ -17,7 +21,8 @@ Embeddings come from :func:`centroids.extract.embed_paths` with the database cac
 recomputes nothing. ``CLEAN/clean.jsonl`` holds one line per image (source, destination, hash,
 reason and its numbers). Then the label review (:mod:`scraper.review`) lists the kept images
 that lie nearer the other gender's centroid. Nothing is ever deleted: a rerun with other
-thresholds moves earlier copies to their new place.
+thresholds moves earlier copies to their new place, also after ``--move`` emptied RAW (the
+images are then found where the last run put them, through ``clean.jsonl``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from centroids import datasets
-from centroids.errors import InvalidParameter
+from centroids.errors import DatasetError, InvalidParameter, NoCentroids
 from centroids.extract import embed_paths
 from centroids.faces import EmbeddingSettings
 from centroids.images import content_hash
@@ -79,6 +84,7 @@ class Decision:
     """Where one image of RAW goes and why."""
 
     src: Path
+    path: Path  # where the file is now: ``src``, or CLEAN after an earlier --move
     rel: str  # path below its gender folder: <person>/<file> or <file>
     gender: str
     person: str | None
@@ -119,7 +125,7 @@ def clean(
         raise InvalidParameter("the clean folder must not be the raw folder or contain it")
     prior = _read_manifest(out)
     relabels = read_relabels(out)
-    items = [it for it in datasets.read_dataset(raw) if not it.path.resolve().is_relative_to(out)]
+    items = _items(raw, out, prior)
     with Store(db or default_uri()) as store:
         embedded = embed_paths(
             [it.path for it in items],
@@ -130,7 +136,7 @@ def clean(
             progress=opts.progress,
             desc="cleaning",
         )
-        decisions = _decide(raw, items, embedded, opts, prior, relabels)
+        decisions = _decide(raw, items, embedded, opts, relabels, lambda: _centroids(store, opts))
         _place(decisions, out, opts.move, prior)
         docs = _merge_manifest(prior, decisions, raw, out)
         write_atomic(out / MANIFEST, "".join(json.dumps(d) + "\n" for d in docs).encode())
@@ -142,28 +148,56 @@ def clean(
     return result
 
 
-def _decide(raw, items, embedded, opts: CleanOptions, prior, relabels) -> list[Decision]:
-    current = {str(it.path) for it in items}
-    seen: dict[str, str] = {  # sha -> first path; earlier kept images that left RAW (--move)
-        d["sha256"]: d["src"]
-        for d in prior.values()
-        if d.get("reason") == "ok" and d["src"] not in current and d.get("sha256")
-    }
+@dataclass(frozen=True)
+class _Image:
+    """An image to decide on: ``src`` its path in RAW (the manifest key), ``path`` where it is now."""
+
+    src: Path
+    path: Path
+    gender: str
+    person: str | None
+
+
+def _items(raw: Path, out: Path, prior: dict[str, dict[str, Any]]) -> list[_Image]:
+    """RAW's images, and the images an earlier ``--move`` took out of RAW (found via the manifest)."""
+    try:
+        found = [
+            _Image(it.path, it.path, it.gender, it.person)
+            for it in datasets.read_dataset(raw)
+            if not it.path.resolve().is_relative_to(out)
+        ]
+    except DatasetError:
+        if not prior:
+            raise
+        found = []
+    present = {str(it.src) for it in found}
+    for src, doc in sorted(prior.items()):
+        dest = out / doc["dest"] if doc.get("dest") else None
+        if src in present or Path(src).exists() or dest is None or not dest.is_file():
+            continue
+        folder = Path(src).relative_to(raw).parts[0] if Path(src).is_relative_to(raw) else ""
+        gender = datasets.GENDER_FOLDERS.get(folder.lower())
+        if gender:
+            found.append(_Image(Path(src), dest, gender, doc.get("person")))
+    if not found:
+        raise DatasetError(f"no images found under {str(raw)!r}")
+    return found
+
+
+def _decide(raw, items, embedded, opts: CleanOptions, relabels, centroids) -> list[Decision]:
     decisions = []
     for it, emb in zip(items, embedded, strict=True):
-        gender_root = _gender_root(raw, it.path)
         sha = emb.sha256 or _hash(it.path)
         d = Decision(
-            src=it.path,
-            rel=it.path.relative_to(gender_root).as_posix(),
+            src=it.src,
+            path=it.path,
+            rel=it.src.relative_to(_gender_root(raw, it.src)).as_posix(),
             gender=relabels.get(sha, it.gender),
             person=it.person,
             sha256=sha,
         )
         if emb.error:
             d.reason, d.detail = "unreadable", {"error": emb.error}
-        elif sha in seen:
-            d.reason, d.detail = "duplicate", {"same_as": seen[sha]}
         elif emb.faces_found == 0:
             d.reason = "no_face"
         elif emb.faces_found > 1:
@@ -172,8 +206,8 @@ def _decide(raw, items, embedded, opts: CleanOptions, prior, relabels) -> list[D
             d.reason, d.detail = "small_face", {"side": _side(emb.box)}
         else:
             d.vector = emb.vector
-        seen.setdefault(sha, str(it.path))
         decisions.append(d)
+    _keep_one_copy(decisions, opts, centroids)
     groups: dict[tuple[str, str], list[Decision]] = {}
     for d in decisions:
         if d.reason == "ok" and d.person is not None:
@@ -181,6 +215,54 @@ def _decide(raw, items, embedded, opts: CleanOptions, prior, relabels) -> list[D
     for group in groups.values():
         _group_checks(group, opts)
     return decisions
+
+
+def _keep_one_copy(decisions: list[Decision], opts: CleanOptions, centroids) -> None:
+    """Of each set of identical files keep the copy that belongs; the others are ``duplicate``."""
+    copies: dict[str, list[Decision]] = {}
+    for d in decisions:
+        if d.reason != "unreadable" and d.sha256:
+            copies.setdefault(d.sha256, []).append(d)
+    groups = [g for g in copies.values() if len(g) > 1]
+    if not groups:
+        return
+    people: dict[tuple[str, str | None], list[Decision]] = {}
+    for d in decisions:
+        if d.vector is not None:
+            people.setdefault((d.gender, d.person), []).append(d)
+    cs = centroids() if any(d.vector is not None for g in groups for d in g) else None
+    for group in groups:
+        with_face = [d for d in group if d.vector is not None]
+        predicted = {}
+        if cs is not None and with_face:
+            genders = cs.classify(np.stack([d.vector for d in with_face])).gender
+            predicted = {id(d): str(g) for d, g in zip(with_face, genders, strict=True)}
+
+        members = {id(d) for d in group}
+
+        def belonging(d: Decision, members=members, predicted=predicted) -> tuple:
+            people_of_d = people.get((d.gender, d.person), [])
+            others = [o.vector for o in people_of_d if id(o) not in members]
+            dist = float("inf")
+            if d.vector is not None and others and d.person is not None:
+                dist = float(np.linalg.norm(np.median(np.stack(others), axis=0) - d.vector))
+            misfits = (dist > opts.other_person) + (predicted.get(id(d), d.gender) != d.gender)
+            return misfits, dist
+
+        keeper = min(group, key=belonging)  # min() keeps the first of equals: path order
+        for d in group:
+            if d is not keeper:
+                d.reason, d.detail, d.vector = "duplicate", {"same_as": str(keeper.src)}, None
+
+
+def _centroids(store: Store, opts: CleanOptions):
+    """The label review's centroid set, or None when the database holds none."""
+    from centroids.shipped import load_centroid_set
+
+    try:
+        return load_centroid_set(store, opts.centroids)
+    except NoCentroids:
+        return None
 
 
 def _group_checks(group: list[Decision], opts: CleanOptions) -> None:
@@ -217,11 +299,11 @@ def _place(decisions: list[Decision], out: Path, move: bool, prior: dict) -> Non
         if earlier and (out / earlier).exists() and _hash(out / earlier) == d.sha256:
             _move(out / earlier, dest)  # the decision changed since the last run
         elif move:
-            _move(d.src, dest)
+            _move(d.path, dest)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-            shutil.copy2(d.src, tmp)
+            shutil.copy2(d.path, tmp)
             os.replace(tmp, dest)
 
 

@@ -17,8 +17,12 @@ EXAMPLES_SCRAPE = """examples:
   anfe scrape --facescrub facescrub_actresses.txt --facescrub facescrub_actors.txt --out fs
   anfe scrape --seeds seeds.csv --out raw --delay 2 --proxy http://proxy:3128 \\
       --header "Accept-Language: pl"
-  anfe scrape --seeds seeds.csv --out raw --base listal=http://127.0.0.1:8000/listal/ \\
-      --image-domain listal=127.0.0.1:8000      # point an adapter at a mirror or test site
+  anfe scrape --seeds seeds.csv --out raw --base listal=http://127.0.0.1:8000/ \\
+      --image-domain listal=127.0.0.1:8000 --allow-private-hosts
+      # a local mirror: seeds and links on www.listal.com are rewritten onto the base
+
+Loopback, private and link-local addresses (127.0.0.1, 2130706433, 10.x, 169.254.x, ::1) are
+refused on every URL and every redirect unless --allow-private-hosts is given.
 
 Interrupt at any time (Ctrl-C) and rerun the same command to resume: finished URLs are
 never downloaded again. OUT/manifest.jsonl records every URL tried and its outcome.
@@ -85,9 +89,20 @@ def _register_scrape(sub) -> None:
     p.add_argument("--user-agent", default=None, help="User-Agent (default names anfe)")
     p.add_argument("--proxy", default=None, help="proxy URL for http and https")
     p.add_argument("--header", action="append", help="extra header 'Name: value' (repeatable)")
-    p.add_argument("--base", action="append", help="SOURCE=URL: another base URL for a source")
+    p.add_argument(
+        "--base",
+        action="append",
+        help="SOURCE=URL: another base URL for a source (listal, filmweb); seed URLs and page "
+        "links on the real site are rewritten onto it (repeatable)",
+    )
     p.add_argument(
         "--image-domain", action="append", help="SOURCE=HOST: the host a source's images are on"
+    )
+    p.add_argument(
+        "--allow-private-hosts",
+        action="store_true",
+        help="allow loopback, private and link-local addresses (a local mirror or test site); "
+        "refused by default on every URL and redirect",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_scrape)
@@ -111,6 +126,7 @@ def _fetch_settings(args: argparse.Namespace):
         max_retry_after=args.max_retry_after,
         proxies={"http": args.proxy, "https": args.proxy} if args.proxy else {},
         headers=headers,
+        allow_private_hosts=args.allow_private_hosts,
     )
 
 

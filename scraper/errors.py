@@ -24,6 +24,42 @@ class RobotsDisallowed(FetchError):
     transient = False
 
 
+class RobotsUnavailable(FetchError):
+    """robots.txt could not be read (host down, timeout, 5xx): disallowed for now, not forever.
+
+    RFC 9309 (2.3.1.4): an unreachable robots.txt means "disallow" until it can be read, so the
+    URLs are tried again on the next run.
+    """
+
+    code = "robots_unreachable"
+    transient = True
+
+
+class BlockedByChallenge(FetchError):
+    """The host answered with a bot-protection challenge page: the run stops asking that host."""
+
+    code = "blocked_by_challenge"
+    transient = True
+
+
+class PrivateAddress(FetchError):
+    """The host is, or resolves to, a loopback, private, link-local or unspecified address.
+
+    Transient: the refusal comes from this run's options (``--allow-private-hosts``) and the
+    host's DNS, not from the server, so a later run decides again (no request was sent).
+    """
+
+    code = "private_address"
+    transient = True
+
+
+class RedirectLoop(FetchError):
+    """The redirects came back to a URL already visited, or there were too many of them."""
+
+    code = "redirect_loop"
+    transient = False
+
+
 class HttpStatus(FetchError):
     """The server answered with an error status (after the retries for 429 and 5xx)."""
 

@@ -2,14 +2,15 @@
 
 Layout: ``OUT/{female,male}/<person-slug>/<sha256[:16]>.<ext>`` (FaceScrub lists:
 ``OUT/{actresses,actors}/<person-slug>/…``) and ``OUT/manifest.jsonl``, one JSON object per URL
-tried: ``url, person, gender, source, sha256, bytes, status, path, error, page, time``.
+tried: ``url, person, gender, source, sha256, bytes, status, path, error, page, via, time``.
 
 ``status`` is ``saved`` (a new file), ``duplicate`` (the same bytes were already saved for this
 person), or ``error`` (with ``error`` the code and ``transient`` whether a rerun tries again).
 A rerun reads the manifest and never downloads a URL that is already ``saved``, ``duplicate`` or
 failed for good. An image is first written to a hidden ``.<name>.part`` file and renamed when
-complete, so a killed run never leaves a partial image (leftover ``.part`` files are removed at
-the next start).
+complete, so a killed run never leaves a partial image. At the next start the leftovers are
+removed: only files named exactly as :func:`write_atomic` names an image (``.<16 hex>.<ext>.<pid>
+.part``) inside the scraper's own folders, never any other ``.part`` file a user keeps under OUT.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
 MAX_SLUG = 80
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
+OWN_PARTIAL = re.compile(
+    r"^\.[0-9a-f]{16}\.(" + "|".join(EXTENSIONS.values()) + r")\.[0-9]+\.part$"
+)  # .<sha256[:16]>.<ext>.<pid>.part
 # Latin letters that Unicode does not decompose into an ASCII letter plus accents.
 _TRANSLIT = str.maketrans(
     {
@@ -76,7 +80,7 @@ def safe_join(root: Path, *parts: str) -> Path:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a hidden temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = path.with_name(partial_name(path))
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -88,13 +92,26 @@ def write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def remove_partials(root: Path) -> int:
-    """Delete ``.part`` files a killed run left behind; return how many."""
+def partial_name(path: Path) -> str:
+    """The temporary name :func:`write_atomic` writes ``path`` under before renaming it."""
+    return f".{path.name}.{os.getpid()}.part"
+
+
+def remove_partials(root: Path, folders: tuple[str, ...]) -> int:
+    """Delete the image ``.part`` files a killed run left in ``root/<folder>/…``; return how many.
+
+    Only names matching :data:`OWN_PARTIAL` (what :func:`write_atomic` makes of an image saved
+    as ``<sha256[:16]>.<ext>``) are touched: other files, even hidden ``.part`` ones, stay.
+    """
     n = 0
-    for p in root.rglob(".*.part"):
-        if p.is_file():
-            p.unlink()
-            n += 1
+    for folder in folders:
+        top = root / folder
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for p in top.rglob(".*.part"):
+            if OWN_PARTIAL.match(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink()
+                n += 1
     return n
 
 
@@ -114,6 +131,7 @@ class Entry:
     transient: bool = False
     message: str | None = None
     page: str | None = None
+    via: str | None = None  # the URL the image really came from, when not ``url``
     time: str = ""
 
     def to_json(self) -> str:

@@ -18,8 +18,8 @@ from PIL import Image
 
 from centroids.errors import AnfeError
 from centroids.images import content_hash, sniff_format
-from scraper.errors import ChecksumMismatch, FetchError
-from scraper.fetcher import Fetcher
+from scraper.errors import ChecksumMismatch, FetchError, PrivateAddress, RobotsDisallowed
+from scraper.fetcher import Fetcher, Response
 from scraper.output import (
     EXTENSIONS,
     Entry,
@@ -38,7 +38,11 @@ FOLDERS = {
     "gender": {"female": "female", "male": "male"},
     "facescrub": {"female": "actresses", "male": "actors"},
 }
-CROPS = "crops"  # OUT/crops/{actresses,actors}/<Name>/: FaceScrub face crops
+CROPS = "crops"
+NO_FALLBACK = (
+    RobotsDisallowed,
+    PrivateAddress,
+)  # refusals a fallback page must not get around  # OUT/crops/{actresses,actors}/<Name>/: FaceScrub face crops
 
 
 @dataclass
@@ -78,7 +82,8 @@ class Scraper:
     ) -> None:
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
-        removed = remove_partials(out)
+        own = tuple({f for layout in FOLDERS.values() for f in layout.values()}) + (CROPS,)
+        removed = remove_partials(out, own)
         if removed:
             log.info("removed %d partial files left by an interrupted run", removed)
         self.fetcher = fetcher
@@ -140,7 +145,7 @@ class Scraper:
     def download(self, rec: Record) -> None:
         """Fetch one image and save it (and its FaceScrub crop); record the outcome."""
         try:
-            resp = self.fetcher.image(rec.url, referer=rec.page)
+            resp = self._fetch_image(rec)
             data = resp.body
             sha = content_hash(data)
             if rec.sha256 and sha != rec.sha256:
@@ -153,14 +158,29 @@ class Scraper:
             path = safe_join(self.out, folder, slug, name)
             rel = path.relative_to(self.out.resolve()).as_posix()
             if path.exists() and (rec.gender, slug, sha) in self.manifest.files:
-                self._add(rec, "duplicate", sha=sha, size=len(data), path=rel)
+                self._add(rec, "duplicate", sha=sha, size=len(data), path=rel, via=resp.url)
                 return
             write_atomic(path, data)  # (also completes a file whose manifest line was lost)
             if rec.bbox is not None:
                 self._save_crop(data, rec.bbox, safe_join(self.out, CROPS, folder, slug, name))
-            self._add(rec, "saved", sha=sha, size=len(data), path=rel)
+            self._add(rec, "saved", sha=sha, size=len(data), path=rel, via=resp.url)
         except AnfeError as exc:
             self._error(rec, exc)
+
+    def _fetch_image(self, rec: Record) -> Response:
+        """The image of ``rec``; if it fails for good, the one its source's fallback page shows."""
+        try:
+            return self.fetcher.image(rec.url, referer=rec.page)
+        except FetchError as exc:
+            if not rec.fallback or exc.transient or isinstance(exc, NO_FALLBACK):
+                raise
+            source = next((s for s in self.sources if s.name == rec.source), None)
+            find = getattr(source, "fallback_image", None)
+            other = find(rec, self._get_page) if find else None
+            if not other or other == rec.url:
+                raise
+            log.info("%s failed (%s); using %s from %s", rec.url, exc.code, other, rec.fallback)
+            return self.fetcher.image(other, referer=rec.fallback)
 
     def _save_crop(self, data: bytes, bbox: tuple[int, int, int, int], path: Path) -> None:
         try:
@@ -178,7 +198,7 @@ class Scraper:
             return
         write_atomic(path.with_suffix(".jpg"), buf.getvalue())
 
-    def _add(self, rec: Record, status: str, *, sha: str, size: int, path: str) -> None:
+    def _add(self, rec: Record, status: str, *, sha: str, size: int, path: str, via: str) -> None:
         self.manifest.add(
             Entry(
                 url=rec.url,
@@ -190,6 +210,7 @@ class Scraper:
                 bytes=size,
                 path=path,
                 page=rec.page,
+                via=via if via != rec.url else None,
             )
         )
         self.counts[status] += 1

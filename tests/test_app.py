@@ -324,7 +324,21 @@ def test_openapi_documents_both_bodies_and_the_response(client):
     assert ok["schema"]["$ref"].endswith("/PredictResponse")
     assert "413" in spec["paths"]["/predict"]["post"]["responses"]
     assert {"/predict/batch", "/centroids", "/centroids/{cid}", "/health"} <= set(spec["paths"])
-    assert client.get("/docs").status_code == 200
+    scheme = spec["components"]["securitySchemes"]["APIKeyHeader"]  # Swagger's "Authorize"
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    assert spec["paths"]["/predict"]["post"]["security"] == [{"APIKeyHeader": []}]
+
+
+def test_docs_and_redoc_use_only_local_assets(client):
+    for path, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert f'src="/docs-assets/{asset}"' in page.text
+        assert "http://" not in page.text and "https://" not in page.text  # no CDN, no fonts
+        policy = page.headers["content-security-policy"]  # nor anything the scripts ask for
+        assert "default-src 'self'" in policy and "connect-src 'self'" in policy
+        script = client.get(f"/docs-assets/{asset}")
+        assert script.status_code == 200 and len(script.content) > 100_000
 
 
 # -- the database changing under a running service ----------------------------------------------
@@ -420,14 +434,14 @@ def test_api_keys_guard_every_route_but_health_and_page(tmp_path, small_centroid
             ("post", "/predict/batch"),
             ("get", "/centroids"),
             ("get", "/centroids/g_60"),
-            ("get", "/openapi.json"),
-            ("get", "/docs"),
         ]:
             assert_error(getattr(client, method)(path), 401, "unauthorized")
         wrong = client.post("/predict", files=photo, headers={"X-API-Key": "key-three"})
         assert_error(wrong, 401, "unauthorized")
         assert client.get("/health").status_code == 200
         assert client.get("/").status_code == 200
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui-bundle.js"):
+            assert client.get(path).status_code == 200  # docs open; their calls need the key
         ok = client.post("/predict", files=photo, headers={"X-API-Key": "key-two"})
         assert ok.status_code == 200 and ok.json()["faces"][0]["gender"] == "female"
         listing = client.get("/centroids", headers={"X-API-Key": "key-one"})

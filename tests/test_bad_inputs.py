@@ -261,7 +261,9 @@ def test_scraper_refuses_redirects_to_other_schemes(target, tmp_path):
     site = FakeSite()
     try:
         url = site.add("/files/moved.jpg", Reply(status=302, headers={"Location": target}))
-        settings = FetchSettings(delay=0.0, retries=0, connect_timeout=2.0, read_timeout=2.0)
+        settings = FetchSettings(
+            delay=0.0, retries=0, connect_timeout=2.0, read_timeout=2.0, allow_private_hosts=True
+        )
         with Fetcher(settings) as f, pytest.raises(RedirectRefused) as err:
             f.image(url)
         assert err.value.code == "redirect_refused" and err.value.transient is False
@@ -279,7 +281,7 @@ def test_scraper_still_follows_http_redirects(real_data, tmp_path):
         url = site.add(
             "/files/moved.jpg", Reply(status=301, headers={"Location": "/files/face.jpg"})
         )
-        with Fetcher(FetchSettings(delay=0.0, retries=0)) as f:
+        with Fetcher(FetchSettings(delay=0.0, retries=0, allow_private_hosts=True)) as f:
             resp = f.image(url)
         assert resp.url == final and resp.body == PHOTO.read_bytes()
     finally:

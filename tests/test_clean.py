@@ -191,3 +191,64 @@ def test_review_with_a_hostile_path_is_refused(tmp_path):
     with pytest.raises(InvalidParameter):
         review.apply_review(out / "review.csv")
     shutil.rmtree(out)
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
+
+
+@pytest.fixture
+def man_copied_into_a_womans_folder(tmp_path, lfw_rows) -> Path:
+    """Aaron Peirsol's three LFW photos, and his first one also in a woman's folder."""
+    raw = tmp_path / "raw"
+    for row in lfw_rows:
+        if row["person"] == "Aaron_Peirsol":
+            put(
+                raw,
+                f"male/Aaron_Peirsol/{Path(row['path']).name}",
+                (LFW / row["path"]).read_bytes(),
+            )
+    (woman,) = three_photo_people(lfw_rows, "female", 1)
+    for p in woman:
+        put(raw, f"female/{p.parent.name}/{p.name}", p.read_bytes())
+    original = LFW / "actors/Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
+    put(raw, f"female/{woman[0].parent.name}/{original.name}", original.read_bytes())
+    return raw
+
+
+def test_copy_in_the_wrong_gender_folder_is_quarantined_and_the_original_kept(
+    man_copied_into_a_womans_folder, tmp_path, db_uri, with_centroids
+):
+    raw = man_copied_into_a_womans_folder
+    out = tmp_path / "clean"
+    run_clean(raw, out, db_uri)
+    woman = next((raw / "female").iterdir()).name
+    assert "male/Aaron_Peirsol/Aaron_Peirsol_0001.jpg" in tree(out)
+    assert where(out, f"female/{woman}/Aaron_Peirsol_0001.jpg") == [
+        f"_quarantine/duplicate/female/{woman}/Aaron_Peirsol_0001.jpg"
+    ]
+    kept = [x for x in tree(out) if not x.startswith("_")]
+    assert len(kept) == 6  # his three and her three: no good photo lost
+    before, manifest = tree(out), (out / "clean.jsonl").read_text()
+    run_clean(raw, out, db_uri)  # a rerun on its own output changes nothing
+    assert tree(out) == before and (out / "clean.jsonl").read_text() == manifest
+    again = tmp_path / "clean-again"
+    run_clean(out, again, db_uri)  # cleaning the clean set keeps all of it
+    assert tree(again) == kept
+
+
+def test_move_rerun_with_other_thresholds_finds_the_moved_images(
+    dirty, tmp_path, db_uri, with_centroids
+):
+    raw, f = dirty
+    out = tmp_path / "clean"
+    n = len([p for p in raw.rglob("*") if p.is_file()])
+    run_clean(raw, out, db_uri, move=True, review=False)
+    assert not [p for p in raw.rglob("*") if p.is_file()]
+    result = run_clean(raw, out, db_uri, move=True, review=False, min_face=400)
+    assert where(out, f["anna0"]) == [f"_quarantine/small_face/{f['anna0']}"]
+    assert len(list(out.rglob("*.jpg"))) == n
+    assert sum(result.counts.values()) == n
+    run_clean(raw, out, db_uri, move=True, review=False)  # and back
+    assert where(out, f["anna0"]) == [f["anna0"]]
+    assert len(list(out.rglob("*.jpg"))) == n

@@ -143,3 +143,142 @@ def test_every_subcommand_has_help_with_examples():
     for command in ("build", "predict", "centroids"):
         done = anfe(command, "--help")
         assert done.returncode == 0 and "examples:" in done.stdout, command
+
+
+def test_version():
+    done = anfe("--version")
+    assert done.returncode == 0 and done.stdout.strip() == "anfe 0.1.0"
+
+
+def test_every_option_of_every_subcommand_has_help():
+    import argparse
+
+    from centroids.cli import parser
+
+    def walk(p: argparse.ArgumentParser, name: str):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(sub, f"{name} {sub_name}")
+            else:
+                yield name, action
+
+    seen = list(walk(parser(), "anfe"))
+    commands = {name for name, _ in seen}
+    assert {"anfe serve", "anfe bench", "anfe scrape", "anfe clean", "anfe build"} <= commands
+    missing = [
+        f"{name} {'/'.join(a.option_strings) or a.dest}"
+        for name, a in seen
+        if not a.help or a.help == argparse.SUPPRESS
+    ]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    "uri", ["postgres://localhost/x", "file:///tmp/x", "redis://localhost:6379/0"]
+)
+def test_unknown_database_scheme_is_exit_5_and_creates_nothing(tmp_path, uri):
+    done = subprocess.run(
+        [*ANFE, "centroids", "list", "--db", uri], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 5
+    scheme = uri.split("://")[0]
+    assert done.stderr == (
+        f"anfe: error: unsupported database URI scheme '{scheme}://'; use mongodb://, "
+        "mongodb+srv://, montydb:///path or a folder\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_options_are_refused_before_any_image_is_embedded(tmp_path, lfw_female):
+    db = str(tmp_path / "db")
+    for args, message in [
+        (["build", str(UTKFACE), "--jobs", "0"], "--jobs must be at least 1, not 0"),
+        (["build", str(UTKFACE), "--min-age", "-1"], "--min-age must be at least 0, not -1"),
+        (["build", str(UTKFACE), "--mode", "foo"], "unknown mode 'foo'"),
+        (["predict", str(lfw_female), "--max-faces", "0"], "--max-faces must be between 1 and 100"),
+        (["build", str(UTKFACE), "--db", "postgres://localhost/x"], "unsupported database URI"),
+    ]:
+        done = anfe(*args, *(["--db", db] if "--db" not in args else []), "--no-progress"
+                    if args[0] == "build" else "--json", timeout=120)  # fmt: skip
+        assert done.returncode in (2, 5), (args, done.stdout, done.stderr)
+        assert done.stderr.startswith("anfe: error: ") and message in done.stderr, args
+        assert len(done.stderr.splitlines()) == 1 and done.stdout == "", args
+    assert not (tmp_path / "db" / "anfe" / "embeddings.collection").exists()
+
+
+def test_folder_with_a_failed_image_exits_3_with_a_summary(built_db, tmp_path, lfw_female):
+    shutil.copy(lfw_female, tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_text("not a photo")
+    done = anfe("predict", str(tmp_path), "--db", built_db, "--centroids", "g_50")
+    assert done.returncode == 3
+    assert done.stderr == "anfe: 1 of 2 images failed\n"
+    assert "a.jpg: face 1 box=" in done.stdout and "b.jpg: error: not a JPEG" in done.stdout
+    (tmp_path / "b.jpg").unlink()
+    assert anfe("predict", str(tmp_path), "--db", built_db).returncode == 0
+
+
+def test_predict_csv_has_one_row_per_face_and_per_failed_image(built_db, tmp_path, lfw_female):
+    import csv
+
+    shutil.copy(lfw_female, tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_text("not a photo")
+    done = anfe("predict", str(tmp_path), "--csv", "--db", built_db, "--centroids", "g_50")
+    assert done.returncode == 3
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert [Path(r["path"]).name for r in rows] == ["a.jpg", "b.jpg"]
+    face, failed = rows
+    assert face["face"] == "1" and face["gender"] == "female" and face["error_code"] == ""
+    assert (int(face["top"]), int(face["right"]), int(face["bottom"]), int(face["left"])) == (
+        80, 175, 187, 67,
+    )  # fmt: skip
+    assert abs(float(face["d_female"]) - float(face["d_male"])) == pytest.approx(
+        float(face["margin"])
+    )
+    assert failed["error_code"] == "unsupported_media_type" and failed["gender"] == ""
+
+
+def test_a_closed_output_pipe_ends_quietly(tmp_path):
+    db = str(tmp_path / "db")
+    assert anfe("centroids", "seed", "--db", db).returncode == 0
+    # the Mahalanobis set's JSON (~1 MB) overflows the pipe long before `head` has read it
+    done = subprocess.run(
+        f"{' '.join(ANFE)} centroids show g_5000-mahalanobis --db {db} | head -1; "
+        'echo "status=${PIPESTATUS[0]}" >&2',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout == "{\n"
+    assert done.stderr == "status=141\n"
+
+
+def test_serve_on_a_busy_port_fails_at_once_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = anfe("serve", "--port", str(port), "--db", str(tmp_path / "db"), timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"anfe: error: port {port} on 127.0.0.1 is in use; choose another with --port\n"
+    )
+    assert done.stdout == "" and not (tmp_path / "db").exists()
+
+
+def test_missing_dlib_is_one_line_with_the_install_commands(tmp_path, lfw_female):
+    code = (
+        "import sys; sys.modules['dlib'] = None  # as if dlib-bin were not installed\n"
+        "from centroids.cli import main\n"
+        f"sys.exit(main(['predict', {str(lfw_female)!r}, '--db', {str(tmp_path / 'db')!r}]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        "anfe: error: dlib not installed; run: pip install dlib-bin face_recognition_models "
+        "'setuptools<81' && pip install --no-deps face_recognition==1.3.0\n"
+    )

@@ -26,7 +26,7 @@ from scraper.sources import default_sources  # noqa: E402
 from scraper.sources.base import Seed  # noqa: E402
 from scraper.sources.facescrub import parse_list  # noqa: E402
 from scraper.sources.seedlist import parse_seeds  # noqa: E402
-from tests.helpers import LFW  # noqa: E402
+from tests.helpers import LFW, free_port  # noqa: E402
 
 ANFE = str(Path(sys.executable).with_name("anfe"))
 
@@ -44,7 +44,9 @@ def lfw_photos(lfw_rows, gender: str, n: int, skip: int = 0) -> list[Path]:
 
 
 def make_scraper(site: FakeSite, out: Path, **limits) -> Scraper:
-    fetcher = Fetcher(FetchSettings(delay=0.0, retries=1, backoff=0.0, read_timeout=2.0))
+    fetcher = Fetcher(
+        FetchSettings(delay=0.0, retries=1, backoff=0.0, read_timeout=2.0, allow_private_hosts=True)
+    )
     sources = default_sources(
         {"listal": site.url("/listal/"), "filmweb": site.url("/filmweb/")},
         {"listal": site.host, "filmweb": site.host},
@@ -65,10 +67,25 @@ def test_listal_follows_pagination_to_every_picture(site, tmp_path, lfw_rows):
     assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == {
         hashlib.sha256(p.read_bytes()).hexdigest() for p in photos
     }
-    assert site.hits["/listal/jane-doe/pictures/3"] == 1  # the third page was reached
+    assert site.hits["/listal/jane-doe/pictures//3"] == 1  # the third page was reached
     entries = Manifest(tmp_path / "raw").entries
     assert all(e["source"] == "listal" and e["status"] == "saved" for e in entries)
-    assert all("/1080full-" in e["url"] for e in entries)
+    assert all(e["url"].endswith("/10000full.jpg") and "via" not in e for e in entries)
+    assert not [p for p in site.hits if "/viewimage/" in p]  # built from the id: half the requests
+
+
+def test_listal_falls_back_to_the_viewimage_page_when_the_large_image_fails(
+    site, tmp_path, lfw_rows
+):
+    photos = lfw_photos(lfw_rows, "female", 4)
+    url = site.listal_person("jane-doe", "Jane Doe", photos, per_page=2, broken_large=(1, 2))
+    s = make_scraper(site, tmp_path / "raw")
+    s.run(people_from_seeds([Seed("Jane Doe", "female", url)]), progress=False)
+    assert len(saved(tmp_path / "raw" / "female" / "jane-doe")) == 4
+    entries = Manifest(tmp_path / "raw").entries
+    vias = sorted(e["via"].rsplit("/", 1)[1] for e in entries if "via" in e)
+    assert vias == ["1030full-jane-doe.jpg", "1030full.jpg"]  # with and without a slug
+    assert len([p for p in site.hits if "/viewimage/" in p]) == 2  # only for the broken ones
 
 
 def test_filmweb_portrait_and_gallery_pages(site, tmp_path, lfw_rows):
@@ -79,6 +96,19 @@ def test_filmweb_portrait_and_gallery_pages(site, tmp_path, lfw_rows):
     assert len(saved(tmp_path / "raw" / "male" / "jan-kowalski")) == 4
     assert site.hits["/filmweb/person/Jan+Kowalski-123/photos?page=2"] == 1
     assert site.hits["/front/logo/filmweb-logo.png"] == 0  # site assets are not photos
+    assert len([e for e in Manifest(tmp_path / "raw").entries if "/fph/" in e["url"]]) == 3
+
+
+def test_filmweb_person_api_gives_the_portrait_without_the_person_page(site, tmp_path, lfw_rows):
+    photos = lfw_photos(lfw_rows, "male", 3)
+    url = site.filmweb_person("Jan+Kowalski-123", "Jan Kowalski", photos, api=True)
+    s = make_scraper(site, tmp_path / "raw")
+    s.run(people_from_seeds([Seed("Jan Kowalski", "male", url)]), progress=False)
+    assert len(saved(tmp_path / "raw" / "male" / "jan-kowalski")) == 3
+    urls = [e["url"] for e in Manifest(tmp_path / "raw").entries]
+    assert urls[0] == site.url("/ppo/23/123/7530135.3.jpg")
+    assert site.hits["/filmweb/api/v1/person/123/info"] == 1
+    assert site.hits["/filmweb/person/Jan+Kowalski-123"] == 0
 
 
 def test_same_photo_under_two_urls_is_saved_once(site, tmp_path, lfw_female):
@@ -119,10 +149,10 @@ def test_rerun_downloads_nothing_again_but_retries_transient_failures(site, tmp_
         Reply(photos[0].read_bytes(), "image/jpeg")])  # fmt: skip
     people = people_from_seeds([Seed("Ann", "female", url), Seed("Bo", "male", flaky)])
     make_scraper(site, tmp_path / "raw").run(people, progress=False)
-    image_hits = {p: n for p, n in site.hits.items() if "1080full" in p}
+    image_hits = {p: n for p, n in site.hits.items() if "10000full" in p}
     assert site.hits["/files/flaky.jpg"] == 2  # 503, retried once, failed for now
     make_scraper(site, tmp_path / "raw").run(people, progress=False)
-    assert {p: n for p, n in site.hits.items() if "1080full" in p} == image_hits
+    assert {p: n for p, n in site.hits.items() if "10000full" in p} == image_hits
     assert site.hits["/files/flaky.jpg"] == 4  # retried on the rerun, and got it
     assert len(saved(tmp_path / "raw" / "male")) == 1
 
@@ -218,7 +248,7 @@ def site_args(site: FakeSite) -> list[str]:
     return [
         "--base", f"listal={site.url('/listal/')}", "--base", f"filmweb={site.url('/filmweb/')}",
         "--image-domain", f"listal={site.host}", "--image-domain", f"filmweb={site.host}",
-        "--delay", "0", "--no-progress",
+        "--delay", "0", "--no-progress", "--allow-private-hosts",
     ]  # fmt: skip
 
 
@@ -226,7 +256,7 @@ def test_killed_run_resumes_without_downloading_twice(site, tmp_path, lfw_rows):
     photos = lfw_photos(lfw_rows, "male", 8)
     url = site.listal_person("slow-man", "Slow Man", photos, per_page=4)
     for path, replies in list(site.routes.items()):  # every image takes a while
-        if "1080full" in path:
+        if "10000full" in path:
             replies[0].delay = 0.4
     seeds = write_seeds(tmp_path / "seeds.csv", [("Slow Man", "male", url)])
     out = tmp_path / "raw"
@@ -284,3 +314,74 @@ def test_scrape_clean_build_end_to_end(site, tmp_path, lfw_rows):
     assert built.returncode == 0, built.stderr + built.stdout
     listed = run_cli("centroids", "list", "--db", db)
     assert "g_2 " in listed.stdout
+
+
+def test_start_removes_only_its_own_partial_files(site, tmp_path, lfw_female):
+    out = tmp_path / "raw"
+    own = out / "female" / "ann" / ".0123456789abcdef.jpg.4242.part"
+    own_crop = out / "crops" / "actresses" / "ann" / ".fedcba9876543210.jpg.7.part"
+    theirs = [
+        out / "my-notes" / ".draft.docx.part",
+        out / "female" / "ann" / ".notes.txt.part",
+        out / "female" / ".0123456789abcdef.jpg.part",
+        out / "elsewhere" / ".0123456789abcdef.jpg.4242.part",
+    ]
+    for p in (own, own_crop, *theirs):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    make_scraper(site, out)
+    assert not own.exists() and not own_crop.exists()
+    assert all(p.read_bytes() == b"half" for p in theirs)
+
+
+def test_host_that_is_down_is_retried_on_the_next_run(tmp_path, lfw_female):
+    port = free_port()  # nothing listens there yet
+    url = f"http://127.0.0.1:{port}/files/a.jpg"
+    people = people_from_seeds([Seed("Ann", "female", url)])
+    fetcher = Fetcher(FetchSettings(delay=0.0, retries=0, allow_private_hosts=True))
+    Scraper(tmp_path / "raw", fetcher, default_sources()).run(people, progress=False)
+    (entry,) = Manifest(tmp_path / "raw").entries
+    assert entry["error"] == "robots_unreachable" and entry["transient"] is True
+    site = FakeSite(port=port)  # the host comes up
+    try:
+        site.photo("/files/a.jpg", lfw_female)
+        fetcher = Fetcher(FetchSettings(delay=0.0, retries=0, allow_private_hosts=True))
+        Scraper(tmp_path / "raw", fetcher, default_sources()).run(people, progress=False)
+        assert site.hits["/robots.txt"] == 1 and site.hits["/files/a.jpg"] == 1
+        assert len(saved(tmp_path / "raw" / "female")) == 1
+    finally:
+        site.close()
+
+
+def test_base_rewrites_seed_urls_of_that_source(site, tmp_path, lfw_rows):
+    photos = lfw_photos(lfw_rows, "male", 2)
+    site.listal_person("john-roe", "John Roe", photos)
+    site.filmweb_person("John+Roe-5", "John Roe", photos)
+    seeds = [
+        Seed("John Roe", "male", "https://www.listal.com/john-roe"),
+        Seed("John Roe", "male", "https://www.filmweb.pl/person/John+Roe-5"),
+    ]
+    make_scraper(site, tmp_path / "raw").run(people_from_seeds(seeds), progress=False)
+    entries = Manifest(tmp_path / "raw").entries
+    assert {e["source"] for e in entries} == {"listal", "filmweb"}
+    assert all(e["status"] in ("saved", "duplicate") for e in entries)
+    assert site.hits["/listal/john-roe/pictures"] == 1
+    assert site.hits["/filmweb/person/John+Roe-5"] == 1
+
+
+def test_cli_refuses_private_hosts_unless_allowed(site, tmp_path, lfw_female):
+    url = site.photo("/files/a.jpg", lfw_female)
+    port = site.server.server_address[1]
+    seeds = write_seeds(
+        tmp_path / "seeds.csv",
+        [("A", "female", url), ("B", "female", f"http://2130706433:{port}/files/a.jpg")],
+    )
+    out = tmp_path / "raw"
+    result = run_cli("scrape", "--seeds", str(seeds), "--out", str(out), "--delay", "0",
+                     "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    errors = [e.get("error") for e in Manifest(out).entries]
+    assert errors == ["private_address", "private_address"] and not site.log
+    result = run_cli("scrape", "--seeds", str(seeds), "--out", str(out), *site_args(site))
+    assert result.returncode == 0, result.stderr  # the rerun with the flag fetches them
+    assert len(saved(out / "female")) == 2 and site.hits["/files/a.jpg"] == 2

@@ -38,6 +38,7 @@ class Record:
     bbox: tuple[int, int, int, int] | None = None  # face box x1, y1, x2, y2 (FaceScrub)
     face_id: str | None = None
     layout: str = "gender"  # "gender": OUT/{female,male}; "facescrub": OUT/{actresses,actors}
+    fallback: str | None = None  # a page that shows the image, asked only if ``url`` fails
 
 
 class Source(Protocol):
@@ -48,8 +49,32 @@ class Source(Protocol):
     def records(self, seed: Seed, get_page: GetPage) -> Iterator[Record]: ...
 
 
+class HasFallback(Protocol):
+    """A source whose records may name a ``fallback`` page to read when the image fails."""
+
+    def fallback_image(self, record: Record, get_page: GetPage) -> str | None: ...
+
+
 def host_matches(url: str, domain: str) -> bool:
     """Whether the URL's host (with port) is ``domain`` or a sub-domain of it."""
     netloc = urlsplit(url).netloc.lower()
     domain = domain.lower()
     return netloc == domain or netloc.endswith("." + domain)
+
+
+def rebase(url: str, hosts: tuple[str, ...], base: str) -> str:
+    """``url`` moved onto ``base`` when its host is one of the site's own ``hosts``.
+
+    ``https://www.listal.com/a/pictures`` with base ``http://127.0.0.1:8000/listal/`` becomes
+    ``http://127.0.0.1:8000/listal/a/pictures``: seeds, and the absolute links real pages carry,
+    then reach the mirror the user named (``--base``). Other URLs are returned unchanged.
+    """
+    parts = urlsplit(url)
+    if parts.netloc.lower() not in hosts:
+        return url
+    return base + parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+
+
+def unbase(url: str, base: str, site: str) -> str:
+    """The inverse of :func:`rebase`: a URL under ``base`` as the real ``site`` writes it."""
+    return site + url[len(base) :] if url.startswith(base) else url

@@ -1,7 +1,9 @@
 """FaceScrub list files: ``facescrub_actors.txt`` (male) and ``facescrub_actresses.txt`` (female).
 
-Each is tab-separated with a header line ``name image_id face_id url bbox sha256``, where bbox is
-``x1,y1,x2,y2`` and sha256 the hash of the original image. Records carry the expected hash (the
+Each is tab-separated, ``name image_id face_id url bbox sha256``, where bbox is ``x1,y1,x2,y2``
+and sha256 the hash of the original image. The original lists start with that header line;
+copies found in public repositories often have none (and may end with a truncated line): both
+are read. Records carry the expected hash (the
 download is refused when it differs) and the box (the face crop is saved beside the photo), and
 go into the FaceScrub layout ``OUT/{actors,actresses}/<Name>/``. A malformed line is skipped with
 a warning naming its line number; it does not stop the list.

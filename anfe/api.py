@@ -1,0 +1,108 @@
+"""The functions of ``import anfe``: a thin layer over ``centroids/``, the path the service takes.
+
+``predict`` runs the same code as ``POST /predict`` and ``anfe predict`` (detect on a downscaled
+copy, encode at full resolution, classify by the nearer centroid), in this process and without
+HTTP. The dlib models load once per process, on the first face (face_recognition's module-level
+models); the shipped centroid sets are read once, on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from centroids import faces, shipped
+from centroids.model import CentroidSet
+from centroids.predict import predict_image
+from centroids.store import Store
+
+ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
+
+
+def load(set_id: str | None = None, db: str | None = None) -> CentroidSet:
+    """Load a centroid set: one shipped with anfe, or one from a database.
+
+    :param set_id: id of the set, e.g. ``"g_5000"``; None for the default
+        (``g_5000-mahalanobis``, else the largest stored)
+    :param db: database URI (``mongodb://host:27017``, a folder, ``montydb:///path``); None reads
+        the sets shipped in the package, with no database. An empty database is first seeded
+        with the shipped sets, as ``anfe serve`` does.
+    :return: a :class:`CentroidSet`; pass it to :func:`predict` as ``centroids`` to classify many
+        images without loading it again, or call its ``classify`` on embeddings
+    :raises CentroidsNotFound: no set has that id
+    :raises DatabaseUnavailable: the database cannot be opened or read
+    """
+    if db is None:
+        return _shipped(set_id)
+    with Store(db) as store:
+        return shipped.load_centroid_set(store, set_id)
+
+
+@functools.cache
+def _shipped(set_id: str | None) -> CentroidSet:
+    return shipped.shipped_set(set_id)
+
+
+def predict(
+    image: ImageInput,
+    centroids: str | CentroidSet | None = None,
+    db: str | None = None,
+    max_faces: int = 20,
+) -> list[dict[str, Any]]:
+    """Find every face in an image and tell the gender of each.
+
+    :param image: the image: a file path, the bytes of an image file (JPEG, PNG, WebP, BMP, GIF),
+        a PIL image, or a numpy array (uint8 RGB, e.g. from ``face_recognition.load_image_file``;
+        greyscale and RGBA are accepted too)
+    :param centroids: a set id (default: ``g_5000-mahalanobis``), or a set from :func:`load`
+    :param db: database URI to read the set from; None uses the sets shipped with anfe
+    :param max_faces: classify at most this many faces (1-100), the largest ones
+    :return: one dict per face, left to right, as ``POST /predict`` answers: ``box``
+        (``top``, ``right``, ``bottom``, ``left`` in pixels of the upright image), ``gender``
+        (``"female"`` or ``"male"``, the nearer centroid), ``distances`` to each centroid,
+        ``margin`` between them, ``confidence`` (0.5-1, calibrated), ``uncertain``, ``in_range``,
+        and ``age`` when the set carries an age model. An image without a face gives ``[]``.
+    :raises ImageUndecodable, UnsupportedImageType, ImageTooLarge: an image that cannot be used
+    :raises CentroidsNotFound, DatabaseUnavailable: see :func:`load`
+    """
+    cs = centroids if isinstance(centroids, CentroidSet) else load(centroids, db)
+    if isinstance(image, (Image.Image, np.ndarray)):
+        data: bytes | np.ndarray = faces.as_rgb(image)
+    else:
+        data = faces.read_bytes(image)
+    return predict_image(data, cs, max_faces=max_faces)["faces"]
+
+
+def load_image(image: str | Path | bytes) -> np.ndarray:
+    """Load an image file into a numpy array, upright (EXIF orientation applied).
+
+    :param image: a file path, or the bytes of an image file
+    :return: the image as a uint8 RGB array of shape (height, width, 3)
+    """
+    return faces.load_image(image)
+
+
+def face_locations(image: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Find the faces in an image with dlib's HOG detector, as :func:`predict` does.
+
+    :param image: an RGB image array (see :func:`load_image`)
+    :return: a list of face boxes ``(top, right, bottom, left)`` in pixels, left to right
+    """
+    return faces.detect(image)
+
+
+def face_encodings(
+    image: np.ndarray, known_face_locations: list[tuple[int, int, int, int]] | None = None
+) -> np.ndarray:
+    """The 128-d embedding of each face in an image, the input of ``CentroidSet.classify``.
+
+    :param image: an RGB image array (see :func:`load_image`)
+    :param known_face_locations: the boxes of the faces, if already known (else detected)
+    :return: a float array of shape (number of faces, 128)
+    """
+    boxes = face_locations(image) if known_face_locations is None else known_face_locations
+    return faces.encode(image, list(boxes))
