@@ -65,9 +65,7 @@ class CentroidCache:
 
         :raises DatabaseUnavailable: the database cannot be opened or read (until it recovers)
         """
-        now = self._clock()
-        if force or now - self._checked >= self.refresh_seconds:
-            self._checked = now
+        if force or self._clock() - self._checked >= self.refresh_seconds:
             try:
                 self._reload_if_changed()
                 if self._error is not None:
@@ -78,6 +76,10 @@ class CentroidCache:
                     log.warning("database %s: %s", describe_uri(self.uri), exc.message)
                 self._error = exc
                 self._version, self._sets, self._docs = None, {}, []
+            finally:
+                # counted from the end of the look: a failure that took seconds to come is
+                # remembered for refresh_seconds, not retried by the next request in line
+                self._checked = self._clock()
         if self._error is not None:
             raise self._error
 
@@ -86,7 +88,7 @@ class CentroidCache:
             self._store = Store(self.uri)
         store = self._store
         store.ping()
-        if self.seed and not self._seeded:
+        if self.seed and not self._seeded and not store.read_only:
             # once per process, at the first contact: never re-create a database that vanished
             if not store.list_centroids():
                 added = shipped.seed(store)

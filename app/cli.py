@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import errno
 import os
 import shutil
@@ -58,6 +59,34 @@ def register(subparsers) -> None:
     p.add_argument("--no-seed", action="store_true", help="do not seed an empty database")
     add_encoder_option(p)
     p.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        help="open connections + requests in progress per server process before answering 503 "
+        "(default: $ANFE_LIMIT_CONCURRENCY or 32)",
+    )
+    p.add_argument(
+        "--timeout-keep-alive",
+        type=float,
+        default=None,
+        help="seconds an idle kept-alive connection stays open (default: $ANFE_TIMEOUT_KEEP_ALIVE "
+        "or 5)",
+    )
+    p.add_argument(
+        "--timeout-headers",
+        type=float,
+        default=None,
+        help="seconds for a request's line and headers to arrive (default: $ANFE_TIMEOUT_HEADERS "
+        "or 10)",
+    )
+    p.add_argument(
+        "--timeout-body",
+        type=float,
+        default=None,
+        help="seconds without a byte of an unfinished body before 408 (default: "
+        "$ANFE_TIMEOUT_BODY or 15)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -82,12 +111,17 @@ def run(args: argparse.Namespace) -> int:
         "ANFE_CENTROIDS": args.centroids,
         "ANFE_SEED": "false" if args.no_seed else None,
         "ANFE_ENCODER": args.encoder,
+        "ANFE_LIMIT_CONCURRENCY": args.limit_concurrency,
+        "ANFE_TIMEOUT_KEEP_ALIVE": args.timeout_keep_alive,
+        "ANFE_TIMEOUT_HEADERS": args.timeout_headers,
+        "ANFE_TIMEOUT_BODY": args.timeout_body,
     }
     for name, value in env.items():
         if value is not None:
             os.environ[name] = str(value)
     from pydantic import ValidationError
 
+    from app.protocol import HeadersDeadlineProtocol
     from app.settings import Settings
 
     try:
@@ -116,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             log_level=args.log_level,
+            log_config=log_config(args.log_level),
+            http=HeadersDeadlineProtocol,
+            limit_concurrency=settings.limit_concurrency,
+            timeout_keep_alive=settings.timeout_keep_alive,
         )
     finally:
         if metrics_dir:
@@ -144,3 +182,24 @@ def check_port(host: str, port: int) -> None:
             raise InvalidParameter(
                 f"port {port} on {host} {why}; choose another with --port"
             ) from None
+
+
+def log_config(level: str) -> dict:
+    """uvicorn's logging set-up, with the service's own ``anfe.*`` lines at ``level`` too.
+
+    It is applied in every server process uvicorn starts, where the CLI's set-up does not reach.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["anfe"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(asctime)s %(levelprefix)s %(name)s: %(message)s",
+    }
+    config["handlers"]["anfe"] = {
+        "formatter": "anfe",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["anfe"] = {"handlers": ["anfe"], "level": level.upper(), "propagate": False}
+    return config

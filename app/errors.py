@@ -13,6 +13,7 @@ from centroids.errors import (
     DatabaseUnavailable,
     DatasetError,
     EncoderCacheUnwritable,
+    ImageOverBudget,
     ImageTooLarge,
     ImageUndecodable,
     InvalidParameter,
@@ -40,14 +41,28 @@ class WorkerFailed(AnfeError):
     code = "worker_failed"
 
 
+class BodyTimeout(AnfeError):
+    """The client stopped sending a body it had announced (``ANFE_TIMEOUT_BODY``)."""
+
+    code = "request_timeout"
+
+
+class ClientGone(AnfeError):
+    """The client closed the connection before its answer was ready; nobody reads this."""
+
+    code = "client_closed_request"
+
+
 HTTP_STATUS: dict[str, int] = {
     ImageUndecodable.code: 400,
     MalformedRequest.code: 400,
+    BodyTimeout.code: 408,
     Unauthorized.code: 401,
     CentroidsNotFound.code: 404,
     ImageTooLarge.code: 413,
     UnsupportedImageType.code: 415,
     InvalidParameter.code: 422,
+    ImageOverBudget.code: 422,
     DatasetError.code: 422,
     NoCentroids.code: 503,
     DatabaseUnavailable.code: 503,
@@ -56,6 +71,7 @@ HTTP_STATUS: dict[str, int] = {
     # the face encoder cannot be loaded: the service cannot classify until an operator acts
     ModelFileInvalid.code: 503,
     EncoderCacheUnwritable.code: 503,
+    ClientGone.code: 499,  # nginx's convention for a request its client abandoned
 }
 
 

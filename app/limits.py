@@ -1,28 +1,34 @@
-"""Refuse over-large request bodies while they arrive, before they are held in memory.
+"""Refuse over-large or stalled request bodies while they arrive, before they are held in memory.
 
 An ASGI middleware: a ``Content-Length`` over the limit is refused at once; otherwise the bytes
 are counted as the server receives them and the upload is cut off with 413 at the limit (a
-chunked upload has no length to check up front).
+chunked upload has no length to check up front). A body that stops arriving for ``timeout``
+seconds before its end is answered 408 and its connection closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
-from app.errors import error_body
-from centroids.errors import ImageTooLarge
+from app.errors import BodyTimeout, error_body, http_status
+from centroids.errors import AnfeError, ImageTooLarge
 
 # room for multipart boundaries, part headers and other form fields
 OVERHEAD = 64 * 1024
 
 
 class BodyLimit:
-    """Cap the body of each request at ``limit_for(path)`` bytes (None: no cap)."""
+    """Cap the body of each request at ``limit_for(path)`` bytes (None: no cap), and the wait
+    for each of its pieces at ``timeout`` seconds."""
 
-    def __init__(self, app, limit_for: Callable[[str], int | None]) -> None:
+    def __init__(
+        self, app, limit_for: Callable[[str], int | None], timeout: float | None = None
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send) -> None:
         limit = self.limit_for(scope["path"]) if scope["type"] == "http" else None
@@ -31,16 +37,26 @@ class BodyLimit:
             return
         length = _content_length(scope)
         if length is not None and length > limit:
-            await _send_413(send, f"the request has {length} bytes; the limit is {limit}")
+            message = f"the request has {length} bytes; the limit is {limit}"
+            await _send_error(send, ImageTooLarge(message))
             return
         received = 0
         started = False
+        complete = False
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # the body is read: what is left to wait for is the disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"no byte of the request body for {self.timeout:g} s; send it at once"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     raise ImageTooLarge(f"the request has more than {limit} bytes")
             return message
@@ -52,9 +68,9 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except ImageTooLarge as exc:  # raised outside a route's own error handling
+        except (ImageTooLarge, BodyTimeout) as exc:  # raised outside a route's error handling
             if not started:
-                await _send_413(send, exc.message)
+                await _send_error(send, exc)
 
 
 def _content_length(scope) -> int | None:
@@ -67,12 +83,12 @@ def _content_length(scope) -> int | None:
     return None
 
 
-async def _send_413(send, message: str) -> None:
-    body = json.dumps(error_body(ImageTooLarge.code, message)).encode()
+async def _send_error(send, exc: AnfeError) -> None:
+    body = json.dumps(error_body(exc.code, exc.message)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": http_status(exc),
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

@@ -15,13 +15,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.docs import add_docs
-from app.errors import error_body, http_status
+from app.errors import ClientGone, error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
 from app.metrics import add_metrics
 from app.routes import api, open_router
-from app.security import add_cors, origins
+from app.security import SecurityHeaders, add_cors, origins, page_headers
 from app.service import Service
 from app.settings import Settings
 from centroids.errors import AnfeError
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.state.page = (resources.files("app") / "static" / "index.html").read_text("utf-8")
+    app.state.page_headers = page_headers(app.state.page)
     app.include_router(open_router)
     app.include_router(api)
     add_docs(app, "anfe")
@@ -68,9 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     predict_limit = math.ceil(settings.max_bytes * 4 / 3) + OVERHEAD  # base64 grows by 4/3
     batch_limit = settings.max_batch_files * (settings.max_bytes + OVERHEAD)
     limits = {"/predict": predict_limit, "/predict/batch": batch_limit}
-    app.add_middleware(BodyLimit, limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD))
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD),
+        timeout=settings.timeout_body,
+    )
     add_cors(app, origins(settings.cors_origins))  # error answers carry CORS too
-    add_metrics(app, settings.cpu_workers)  # outermost: counts every answer, 413s included
+    add_metrics(app, settings.cpu_workers)  # counts every answer, 413s included
+    app.add_middleware(SecurityHeaders)  # outermost: every answer says nosniff
     return app
 
 
@@ -80,15 +87,22 @@ def app_from_env() -> FastAPI:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return await anfe_error(request, ClientGone("the client went away during the upload"))
+
     @app.exception_handler(AnfeError)
     async def anfe_error(request: Request, exc: AnfeError) -> JSONResponse:
         status = http_status(exc)
-        if status >= 500:
+        if isinstance(exc, ClientGone):  # one line, nobody reads the answer
+            client = request.client.host if request.client else "?"
+            log.info("%s %s from %s: %s", request.method, request.url.path, client, exc.message)
+        elif status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = "X-API-Key"
-        if status == 413:  # stop reading an upload that may still be arriving
+        if status in (408, 413):  # stop reading an upload that may still be arriving
             headers["Connection"] = "close"
         return JSONResponse(error_body(exc.code, exc.message), status, headers=headers)
 

@@ -1,107 +1,337 @@
-"""Detection and encoding in worker processes, so they never block the event loop.
+"""Detection and encoding in worker processes, each owned by one request at a time.
 
 dlib's encoder holds the GIL (``perf/gil.py`` measures it: two threads encode no faster
 than one, and a thread running detect+encode stalls the others for over 100 ms), so threads
-would stall ``/health`` and every other request. Each worker process loads the dlib
-models once, when it starts; :meth:`CpuPool.start` starts all workers and waits for them, so
-the models are loaded before the service accepts its first request.
+would stall ``/health`` and every other request. Workers are forked from a fork server that
+loaded dlib's detector and 5-point landmark model once (:mod:`app.worker_models`), so a new
+worker only opens its encoder (an onnxruntime session is not fork-safe, so each worker opens
+its own, with cores / workers threads); :meth:`CpuPool.start` waits for all of them before the
+service takes requests.
+
+Each worker talks to the service over its own pipe, so a worker is a resource one request holds,
+and the service can stop that work without touching the others:
+
+- **budget**: decoding plus detection must end within ``budget_seconds`` (then each face gets
+  ``FACE_SECONDS`` to be encoded); a worker still busy past that is killed and replaced, and the
+  request answers ``422 image_over_budget``. Pillow and dlib cannot be interrupted from inside,
+  so the only sure stop is killing the process.
+- **abandoned**: a request whose client went away kills and replaces its worker at once.
+- **deaths**: a worker that dies, idle or busy, is noticed at once (its pipe closes) and
+  replaced; only the request it was working for is told, with ``503 worker_failed``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import time
+from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
-from app.errors import WorkerFailed
+from app.errors import ClientGone, WorkerFailed
+from app.jsonbody import JsonImage, image_from_json
 from centroids import encoders, faces
+from centroids.errors import AnfeError, ImageOverBudget
 from centroids.model import CentroidSet
 from centroids.predict import predict_image
 
 log = logging.getLogger("anfe.app")
+# time allowed per face for landmarks + encoding, after detection: a generous allowance
+FACE_SECONDS = 2.0
+# slack for the pipe and the process hand-over around the worker's own budget
+GRACE_SECONDS = 1.0
+# how often a waiting request looks whether its client is still there
+POLL_SECONDS = 0.25
+START_TIMEOUT = 600.0
+PRELOAD = ["app.worker_models", "centroids.predict", "app.pool"]
 
 
-def _init_worker(barrier: Any, encoder: str, threads: int) -> None:
+def _worker_main(conn: Connection, encoder: str, threads: int) -> None:
+    """The loop of one worker process: load the models, then classify one image per message."""
     encoders.set_threads(threads)
     faces.warm_up(encoder)
-    barrier.wait(timeout=600)  # take no task until every worker has its models
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            data, cs, limits = conn.recv()
+        except (EOFError, OSError):
+            return  # the service closed the pipe: shut down
+        try:
+            if isinstance(data, JsonImage):
+                data = image_from_json(data.body, limits["max_bytes"])
+            result = predict_image(
+                data, cs, **limits, on_detected=lambda n: conn.send(("detected", n))
+            )
+            conn.send(("ok", result))
+        except AnfeError as exc:
+            conn.send(("error", exc))
+        except Exception as exc:  # a bug: let the service answer 500 and log it
+            conn.send(("bug", f"{type(exc).__name__}: {exc}"))
 
 
-def _ready() -> int:
-    return os.getpid()
+class Worker:
+    """One worker process and the parent end of its pipe; messages land in ``inbox``."""
 
+    def __init__(
+        self, ctx: Any, on_exit: Callable[[Worker], None], encoder: str, threads: int
+    ) -> None:
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, encoder, threads), daemon=True)
+        self.proc.start()
+        self.pid: int = self.proc.pid
+        child.close()
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.alive = True
+        self.ready = False  # models loaded
+        self.busy = False
+        self.killed = False
+        self._reaped = False
+        self._reap_lock = threading.Lock()
+        self._on_exit = on_exit
+        asyncio.get_running_loop().add_reader(self.conn.fileno(), self._readable)
 
-def _predict(data: bytes, cs: CentroidSet, limits: dict[str, int]) -> dict[str, Any]:
-    return predict_image(data, cs, **limits)
+    def _readable(self) -> None:
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            self._gone()
+            return
+        self.inbox.put_nowait(message)
+
+    def _gone(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        asyncio.get_running_loop().remove_reader(self.conn.fileno())
+        self.inbox.put_nowait(("died", None))
+        self._on_exit(self)
+
+    def kill(self) -> None:
+        """Stop the process now (SIGKILL); the pipe closing reports it like any death."""
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError, OSError):
+            self.proc.kill()
+
+    def reap(self) -> None:
+        """Release the pipe and the process entry of a dead worker (blocking: a thread)."""
+        with self._reap_lock:  # the death handler and close() may both get here
+            if self._reaped:
+                return
+            self._reaped = True
+        self.proc.join(timeout=10)
+        self.conn.close()
+        with contextlib.suppress(ValueError):
+            self.proc.close()
 
 
 class CpuPool:
-    """A pool of ``size`` processes, each with the models loaded, that classifies images; each
-    process gives the ``encoder`` cores / ``size`` threads."""
+    """``size`` worker processes with the models loaded, lent to one request at a time; each
+    gives the ``encoder`` cores / ``size`` threads."""
 
-    def __init__(self, size: int, encoder: str = encoders.DEFAULT_ENCODER) -> None:
+    def __init__(
+        self,
+        size: int,
+        budget_seconds: float | None = None,
+        encoder: str = encoders.DEFAULT_ENCODER,
+    ) -> None:
         self.size = size
+        self.budget_seconds = budget_seconds
         self.encoder = encoder
-        self._executor: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self.pids: set[int] = set()
+        self.replaced = 0  # workers that died or were killed, and were replaced
+        # not fork: the service process has threads. A fork server, started clean, loads dlib's
+        # detector and landmarks once; each worker is forked from it with them loaded, so a
+        # killed worker is replaced in a fraction of a second
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(PRELOAD)
+        self._idle: asyncio.Queue[Worker] | None = None
+        self._workers: set[Worker] = set()
+        self._closing = False
+        self._reapers: set[asyncio.Task] = set()
 
     @property
     def ready(self) -> bool:
-        """Whether every worker has started and loaded the models."""
-        return self._executor is not None
+        """Whether at least one worker has its models loaded and can take an image."""
+        return self.ready_count > 0
 
-    def start(self) -> None:
-        """Start every worker and block until each has loaded the models."""
-        # spawn, not fork: the service process has threads (event loop, database thread)
-        ctx = multiprocessing.get_context("spawn")
-        executor = ProcessPoolExecutor(
-            max_workers=self.size,
-            mp_context=ctx,
-            initializer=_init_worker,
-            # processes x encoder threads = the cores
-            initargs=(
-                ctx.Barrier(self.size),
-                self.encoder,
-                encoders.threads_per_process(self.size),
-            ),
-        )
-        # each submit while no worker is idle starts one more process, up to ``size``; the
-        # barrier holds them all until the last has loaded its models
-        futures = [executor.submit(_ready) for _ in range(self.size)]
-        self.pids = {f.result() for f in futures}
-        self._executor = executor
+    @property
+    def ready_count(self) -> int:
+        """Workers alive with their models loaded (idle or busy)."""
+        return len(self.pids)
+
+    @property
+    def pids(self) -> set[int]:
+        """Process ids of the workers ready to take images."""
+        return {w.pid for w in self._workers if w.alive and w.ready and not w.killed}
+
+    async def start(self) -> None:
+        """Start every worker and wait until each has loaded the models."""
+        self._idle = asyncio.Queue()
+        starting = [self._spawn() for _ in range(self.size)]
+        await asyncio.gather(*(self._wait_ready(w) for w in starting))
         log.info("%d detection worker(s) ready (models loaded)", self.size)
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    async def close(self) -> None:
+        self._closing = True
+        for w in list(self._workers):
+            if w.alive:
+                asyncio.get_running_loop().remove_reader(w.conn.fileno())
+                w.alive = False
+                w.kill()
+            await asyncio.to_thread(w.reap)
+        self._workers.clear()
 
-    async def predict(self, data: bytes, cs: CentroidSet, **limits: int) -> dict[str, Any]:
-        """Run :func:`centroids.predict.predict_image` in a worker; its errors pass through."""
-        loop = asyncio.get_running_loop()
-        executor = self._executor
-        if executor is None:
-            raise WorkerFailed("the detection workers are restarting; try again")
+    def _spawn(self) -> Worker:
+        # processes x encoder threads = the cores
+        threads = encoders.threads_per_process(self.size)
+        worker = Worker(self._ctx, self._on_exit, self.encoder, threads)
+        self._workers.add(worker)
+        return worker
+
+    async def _wait_ready(self, worker: Worker) -> None:
         try:
-            return await loop.run_in_executor(executor, _predict, data, cs, limits)
-        except BrokenProcessPool:
-            log.error("a detection worker died; restarting the pool")
-            await loop.run_in_executor(None, self._restart, executor)
-            raise WorkerFailed(
-                "the image crashed a detection worker; the workers were restarted, try again"
-            ) from None
+            kind, _ = await asyncio.wait_for(worker.inbox.get(), START_TIMEOUT)
+        except TimeoutError:
+            kind = "timeout"
+        if kind != "ready":
+            worker.kill()
+            raise WorkerFailed("a detection worker did not start")
+        worker.ready = True
+        self._idle.put_nowait(worker)
 
-    def _restart(self, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._executor is not broken:  # another request restarted it already
-                return
-            self._executor = None
-            broken.shutdown(wait=False, cancel_futures=True)
-            self.start()
+    def _on_exit(self, worker: Worker) -> None:
+        """A worker's pipe closed: it died or was killed. Replace it unless shutting down."""
+        self._workers.discard(worker)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(asyncio.to_thread(worker.reap))
+        self._reapers.add(task)
+        task.add_done_callback(self._reapers.discard)
+        if self._closing:
+            return
+        if not worker.ready:  # it died loading the models: _wait_ready reports it, no retry loop
+            return
+        if not worker.busy:
+            log.warning("detection worker %s died while idle; replacing it", worker.pid)
+        worker.busy = False
+        self.replaced += 1
+        task = loop.create_task(self._replace())
+        self._reapers.add(task)
+        task.add_done_callback(self._reapers.discard)
+
+    async def _replace(self) -> None:
+        try:
+            await self._wait_ready(self._spawn())
+        except WorkerFailed:
+            log.error("a replacement detection worker did not start")
+
+    async def _lend(self, disconnected: Callable[[], Awaitable[bool]] | None) -> Worker:
+        """An idle worker; waiting for one ends when the client goes away."""
+        if self._idle is None:
+            raise WorkerFailed("the detection workers are not started")
+        while True:
+            get = asyncio.ensure_future(self._idle.get())
+            while not get.done():
+                await asyncio.wait({get}, timeout=POLL_SECONDS)
+                if not get.done() and disconnected is not None and await disconnected():
+                    if get.done():  # a worker arrived meanwhile: hand it to the next request
+                        self._idle.put_nowait(get.result())
+                    get.cancel()
+                    raise ClientGone("the client went away while its image waited for a worker")
+            worker = get.result()
+            if worker.alive:  # skip workers that died while they waited in the queue
+                return worker
+
+    async def predict(
+        self,
+        data: bytes | JsonImage,
+        cs: CentroidSet,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+        **limits: int,
+    ) -> dict[str, Any]:
+        """Classify ``data`` in a worker (see :func:`centroids.predict.predict_image`); a
+        :class:`JsonImage` is parsed there (see :func:`app.jsonbody.image_from_json`).
+
+        :raises ImageOverBudget: the worker overran the time budget (it was replaced)
+        :raises WorkerFailed: the worker died while working on this image (it was replaced)
+        :raises ClientGone: ``disconnected()`` turned true (the worker was replaced)
+        """
+        worker = await self._lend(disconnected)
+        worker.busy = True
+        keep = False  # whether the worker finished the image and can take the next one
+        try:
+            loop = asyncio.get_running_loop()
+            task = (data, cs, {**limits, "budget_seconds": self.budget_seconds})
+            await loop.run_in_executor(None, _send, worker.conn, task)
+            result = await self._await_result(worker, disconnected)
+            keep = True
+            return result
+        except AnfeError as exc:
+            keep = getattr(exc, "from_worker", False)
+            raise
+        finally:
+            if keep and worker.alive:
+                worker.busy = False
+                self._idle.put_nowait(worker)
+            elif worker.alive:
+                worker.kill()  # abandoned, overrun or cancelled: the pipe closing replaces it
+
+    async def _await_result(
+        self, worker: Worker, disconnected: Callable[[], Awaitable[bool]] | None
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        budget = self.budget_seconds
+        deadline = None if budget is None else started + budget + GRACE_SECONDS
+        get = asyncio.ensure_future(worker.inbox.get())
+        try:
+            while True:
+                wait = (
+                    POLL_SECONDS
+                    if deadline is None
+                    else min(POLL_SECONDS, deadline - time.monotonic())
+                )
+                done, _ = await asyncio.wait({get}, timeout=max(0.0, wait))
+                if done:
+                    kind, payload = get.result()
+                    if kind == "detected":
+                        if deadline is not None:
+                            deadline = time.monotonic() + FACE_SECONDS * payload + GRACE_SECONDS
+                        get = asyncio.ensure_future(worker.inbox.get())
+                        continue
+                    return _outcome(kind, payload, worker)
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.warning(
+                        "detection worker %s overran the %g s budget; replacing it",
+                        worker.pid, budget,
+                    )  # fmt: skip
+                    raise ImageOverBudget(
+                        f"the image took more than its {budget:g} s processing budget"
+                    )
+                if disconnected is not None and await disconnected():
+                    raise ClientGone("the client went away; its detection worker was stopped")
+        finally:
+            get.cancel()
+
+
+def _send(conn: Connection, task: tuple) -> None:
+    try:
+        conn.send(task)
+    except (BrokenPipeError, OSError):
+        pass  # the worker died: its reader reports it
+
+
+def _outcome(kind: str, payload: Any, worker: Worker) -> dict[str, Any]:
+    if kind == "ok":
+        return payload
+    if kind == "error":
+        payload.from_worker = True  # the worker finished cleanly: it can take the next image
+        raise payload
+    if kind == "died":
+        log.error("detection worker %s died while classifying an image; replacing it", worker.pid)
+        raise WorkerFailed(
+            "the image crashed a detection worker; the worker was replaced, try again"
+        )
+    raise ValueError(f"detection worker {worker.pid} failed: {payload}")

@@ -103,9 +103,17 @@ open_router = APIRouter()
 api = APIRouter(dependencies=[Depends(require_key)], responses=ERROR_RESPONSES)
 
 
-@open_router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@open_router.api_route(
+    "/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+)
 async def upload_page(request: Request) -> HTMLResponse:
-    return HTMLResponse(request.app.state.page)
+    return HTMLResponse(request.app.state.page, headers=request.app.state.page_headers)
+
+
+@open_router.head("/health", include_in_schema=False)
+async def health_head(svc: Svc) -> JSONResponse:
+    """``HEAD /health``: the status code of ``GET /health`` (monitors and load balancers)."""
+    return await health(svc)
 
 
 @open_router.get(
@@ -115,10 +123,7 @@ async def upload_page(request: Request) -> HTMLResponse:
     summary="Database reachable, centroids available, models loaded",
 )
 async def health(svc: Svc) -> JSONResponse:
-    try:
-        cache = await svc.centroids()
-    except AnfeError:
-        cache = svc.cache
+    cache = await svc.health_view()  # never waits on a slow database: < 100 ms
     db_ok, db_error = cache.status()
     ids = cache.ids() if db_ok else []
     ok = db_ok and cache.default() in ids and svc.pool.ready
@@ -129,6 +134,8 @@ async def health(svc: Svc) -> JSONResponse:
         default_centroids=cache.default() if ids else None,
         model_loaded=svc.pool.ready,
         workers=svc.pool.size,
+        workers_ready=svc.pool.ready_count,
+        workers_replaced=svc.pool.replaced,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -144,7 +151,7 @@ async def predict(
 ) -> dict:
     cs = await svc.centroid_set(centroids)  # 404/503 before reading a large body
     data = await uploads.predict_upload(request, svc.settings.max_bytes)
-    result = await svc.predict(data, cs, max_faces)
+    result = await svc.predict(data, cs, max_faces, request.is_disconnected)
     request.app.state.metrics.count_result(result)
     return result
 
@@ -167,7 +174,7 @@ async def predict_batch(
         try:
             if up.error:
                 raise up.error
-            result = await svc.predict(up.data, cs, max_faces)
+            result = await svc.predict(up.data, cs, max_faces, request.is_disconnected)
             metrics.count_result(result)
             return BatchItem(index=i, filename=up.filename, status=200, result=result)
         except AnfeError as exc:

@@ -139,7 +139,11 @@ class Health(BaseModel):
     centroids: list[str]
     default_centroids: str | None
     model_loaded: bool
-    workers: int
+    workers: int = Field(description="detection worker processes configured")
+    workers_ready: int = Field(description="of them, alive with their models loaded now")
+    workers_replaced: int = Field(
+        description="workers that died, overran the budget or were abandoned, and were replaced"
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.cache import CentroidCache
+from app.jsonbody import JsonImage
 from app.pool import CpuPool
 from app.settings import Settings
 from centroids import faces
 from centroids.errors import AnfeError, ImageUndecodable, UnsupportedImageType
 from centroids.model import CentroidSet
+
+# /health waits this long for a due database look, then answers with what it last saw
+HEALTH_WAIT_SECONDS = 0.05
 
 
 class Service:
@@ -25,47 +31,80 @@ class Service:
             refresh_seconds=settings.refresh_seconds,
             seed=settings.seed,
         )
-        self.pool = CpuPool(settings.cpu_workers, settings.encoder)
+        self.pool = CpuPool(settings.cpu_workers, settings.image_budget_seconds, settings.encoder)
         # every database call runs on this one thread: montydb is not thread-safe, and a slow
         # or unreachable MongoDB must not hold up the event loop
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anfe-db")
+        # the one refresh in flight: concurrent requests share it instead of queueing behind it
+        self._refreshing: asyncio.Future | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.pool.start)
+        await self.pool.start()
         try:
             await self._on_db(self.cache.refresh, True)
         except AnfeError:
             pass  # logged by the cache; requests answer 503 until the database is back
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.pool.close)
+        await self.pool.close()
         await self._on_db(self.cache.close)
         self._db.shutdown(wait=True)
 
     async def _on_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
+    def _refresh(self) -> asyncio.Future:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._on_db(self.cache.refresh))
+            # a refresh nobody awaits any more (health gave up on it) must not log its error
+            self._refreshing.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._refreshing
+
     async def centroids(self) -> CentroidCache:
-        """The cache, refreshed if due. :raises DatabaseUnavailable: the database is unreachable"""
-        await self._on_db(self.cache.refresh)
+        """The cache, refreshed if due; every request waiting meanwhile shares one refresh.
+
+        :raises DatabaseUnavailable: the database is unreachable (remembered for
+            ``refresh_seconds`` after a failed look, so requests then fail at once)
+        """
+        await asyncio.shield(self._refresh())
+        return self.cache
+
+    async def health_view(self, wait_seconds: float = HEALTH_WAIT_SECONDS) -> CentroidCache:
+        """The cache for ``/health``: refreshed if that is quick, else as last seen."""
+        with contextlib.suppress(AnfeError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._refresh()), wait_seconds)
         return self.cache
 
     async def centroid_set(self, cid: str | None) -> CentroidSet:
         """:raises CentroidsNotFound, NoCentroids, DatabaseUnavailable:"""
         return (await self.centroids()).get(cid)
 
-    async def predict(self, data: bytes, cs: CentroidSet, max_faces: int | None) -> dict[str, Any]:
-        """Classify every face in ``data`` with ``cs`` in a worker process."""
-        if not data:
-            raise ImageUndecodable("the image is empty (0 bytes)")
-        if faces.sniff_format(data) is None:  # cheap: refuse without a trip to a worker
-            raise UnsupportedImageType("not a JPEG, PNG, WebP, BMP or GIF image")
+    async def predict(
+        self,
+        data: bytes | JsonImage,
+        cs: CentroidSet,
+        max_faces: int | None,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> dict[str, Any]:
+        """Classify every face in ``data`` (image bytes, or a JSON body the worker decodes)
+        with ``cs`` in a worker process.
+
+        ``disconnected()`` is polled while the worker works; when it turns true the work stops.
+        """
+        if isinstance(data, bytes):
+            if not data:
+                raise ImageUndecodable("the image is empty (0 bytes)")
+            if faces.sniff_format(data) is None:  # cheap: refuse without a trip to a worker
+                raise UnsupportedImageType("not a JPEG, PNG, WebP, BMP or GIF image")
         s = self.settings
         return await self.pool.predict(
             data,
             cs,
+            disconnected,
             max_faces=max_faces or s.max_faces,
             max_bytes=s.max_bytes,
             max_pixels=s.max_pixels,
+            max_image_side=s.max_image_side,
+            max_decoded_bytes=s.max_decoded_bytes,
             encoder=s.encoder,
         )

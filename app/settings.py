@@ -11,6 +11,10 @@ from centroids import faces
 from centroids.cpus import usable_cpus
 from centroids.store import default_uri
 
+# the slowest real photo measured took 6.3 s (a 4000x3000 PNG, perf/image_budget.py on a
+# busy 2-core machine); the budget leaves a few seconds beyond it
+IMAGE_BUDGET_SECONDS = 10.0
+
 
 class Settings(BaseSettings):
     """Everything the service can be told, e.g. ``ANFE_DB=mongodb://mongo:27017``.
@@ -26,6 +30,12 @@ class Settings(BaseSettings):
     )
     max_bytes: int = Field(faces.DEFAULT_MAX_BYTES, ge=1, description="largest upload, in bytes")
     max_pixels: int = Field(faces.DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
+    max_image_side: int = Field(
+        faces.DEFAULT_MAX_IMAGE_SIDE, ge=1, description="longest side of an image, in pixels"
+    )
+    max_decoded_bytes: int = Field(
+        faces.DEFAULT_MAX_DECODED_BYTES, ge=1, description="largest image once decoded, in bytes"
+    )
     max_faces: int = Field(20, ge=1, le=100, description="default faces classified per image")
     max_batch_files: int = Field(16, ge=1, le=256, description="most files in one batch request")
     api_keys: str = Field("", description="comma-separated keys; when set, X-API-Key is required")
@@ -37,6 +47,26 @@ class Settings(BaseSettings):
     cpu_workers: int = Field(default_factory=usable_cpus, ge=1, description="detection processes")
     encoder: Literal["onnx", "dlib"] = Field(
         "onnx", description="face encoder: onnx (dlib's network on onnxruntime) or dlib"
+    )
+    image_budget_seconds: float = Field(
+        IMAGE_BUDGET_SECONDS,
+        gt=0,
+        description="most time one image may take to decode and detect faces in; then 422",
+    )
+    limit_concurrency: int = Field(
+        32,
+        ge=1,
+        description="open connections + requests in progress per server process; past it 503 "
+        "(each JSON upload may hold 28 MB in memory)",
+    )
+    timeout_keep_alive: float = Field(
+        5.0, gt=0, description="seconds an idle kept-alive connection stays open"
+    )
+    timeout_headers: float = Field(
+        10.0, gt=0, description="seconds for a request's line and headers to arrive, then closed"
+    )
+    timeout_body: float = Field(
+        15.0, gt=0, description="seconds without a byte of an unfinished body, then 408"
     )
     refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
     seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")

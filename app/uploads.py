@@ -6,22 +6,17 @@ reading at most one byte past ``max_bytes`` (multipart files are spooled to disk
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 
 from fastapi import Request
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from app.errors import MalformedRequest
-from app.schemas import PredictJSON
+from app.jsonbody import JsonImage
 from centroids.errors import (
     AnfeError,
     ImageTooLarge,
-    ImageUndecodable,
     InvalidParameter,
     UnsupportedImageType,
 )
@@ -43,8 +38,9 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def predict_upload(request: Request, max_bytes: int) -> bytes:
-    """The image of a ``POST /predict``: multipart field ``file`` or JSON ``image_base64``.
+async def predict_upload(request: Request, max_bytes: int) -> bytes | JsonImage:
+    """The image of a ``POST /predict``: multipart field ``file``, or the JSON body holding
+    ``image_base64`` (decoded later, in a worker: see :mod:`app.jsonbody`).
 
     :raises UnsupportedImageType: a body that is neither multipart nor JSON
     :raises InvalidParameter: no ``file`` field, or JSON without ``image_base64``
@@ -61,7 +57,9 @@ async def predict_upload(request: Request, max_bytes: int) -> bytes:
             raise upload.error
         return upload.data
     if kind == JSON or kind.endswith("+json"):
-        return _from_json(await request.body(), max_bytes)
+        # parsed and decoded in the detection worker: a 28 MB body must not hold up the event
+        # loop, nor hold this process's GIL in a thread for a tenth of a second at a time
+        return JsonImage(await request.body())
     raise UnsupportedImageType(
         "send multipart/form-data with the image in field `file`, or application/json "
         f"with `image_base64` (got content type {kind or 'none'!r})"
@@ -105,26 +103,3 @@ async def _form(request: Request, max_files: int):
         if "Too many files" in detail:
             raise InvalidParameter(f"too many files; the limit is {max_files}") from None
         raise MalformedRequest(f"cannot parse the multipart body: {detail}") from None
-
-
-def _from_json(body: bytes, max_bytes: int) -> bytes:
-    try:
-        payload = PredictJSON.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MalformedRequest("the body is not valid JSON") from None
-    except ValidationError:
-        raise InvalidParameter(
-            'the JSON body must be {"image_base64": "<base64 of the image bytes>"}'
-        ) from None
-    text = payload.image_base64.strip()
-    if text.startswith("data:") and "," in text:  # a data: URL, as a browser makes it
-        text = text.split(",", 1)[1]
-    if len(text) * 3 // 4 > max_bytes + 3:
-        raise ImageTooLarge(f"the image has more than {max_bytes} bytes; the limit is {max_bytes}")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageUndecodable("image_base64 is not valid base64") from None
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"the image has {len(data)} bytes; the limit is {max_bytes}")
-    return data

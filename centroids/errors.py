@@ -48,6 +48,13 @@ class InvalidParameter(AnfeError):
     exit_code = 2
 
 
+class ImageOverBudget(AnfeError):
+    """Decoding and detecting faces in the image took longer than its time budget."""
+
+    code = "image_over_budget"
+    exit_code = 3
+
+
 class CentroidsNotFound(AnfeError):
     """The requested centroid set is not in the database."""
 

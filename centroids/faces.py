@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from centroids import encoders, requirements
 from centroids.errors import ImageTooLarge, ImageUndecodable, InvalidParameter, UnsupportedImageType
@@ -28,6 +28,12 @@ ImageSource = str | Path | bytes | bytearray | memoryview
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+# Pillow keeps one pointer per row: a 1 x 40,000,000 image costs GBs before a pixel is decoded
+DEFAULT_MAX_IMAGE_SIDE = 16384
+DEFAULT_MAX_DECODED_BYTES = 4 * DEFAULT_MAX_PIXELS  # the pixel limit at 4 bytes per pixel
+# bytes per pixel of Pillow's in-memory modes; every other mode (RGB, RGBA, CMYK, I, F...) is 4
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_ROWS_PER_CHUNK = 64  # rows copied out of Pillow at a time: small temporaries
 DEFAULT_MAX_SIDE = 800
 # The second detection pass (tight crops): margins tried in turn, as a share of each side, and
 # their fill; chosen by the tight-crop figures of docs/results.md (`anfe bench --tight-crops`).
@@ -104,15 +110,23 @@ def read_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes
     return data
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_IMAGE_SIDE,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> np.ndarray:
     """Decode image bytes into an RGB ``uint8`` array of shape (height, width, 3).
 
     EXIF orientation is applied, transparency is flattened onto white, 16-bit and greyscale
-    images are brought to 8-bit RGB, and only the first frame of an animation is used.
+    images are brought to 8-bit RGB (in integers, a few rows at a time: no float copy of the
+    image), and only the first frame of an animation is used.
 
     :raises ImageUndecodable: empty, truncated or corrupt bytes
     :raises UnsupportedImageType: bytes of a format we do not read (PDF, SVG, HTML, zip, TIFF...)
-    :raises ImageTooLarge: more than ``max_pixels`` pixels, checked before decoding the pixels
+    :raises ImageTooLarge: more than ``max_pixels`` pixels, a side longer than ``max_side``, or
+        more than ``max_decoded_bytes`` once decoded; all checked from the header, before
+        decoding the pixels
     """
     if not data:
         raise ImageUndecodable("the image is empty (0 bytes)")
@@ -122,11 +136,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # face_recognition sets it to True on import
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(
-                    f"image is {width}x{height} pixels; the limit is {max_pixels} pixels"
-                )
+            _check_size(img, max_pixels, max_side, max_decoded_bytes)
             img.seek(0)
             img.load()
             img = _oriented(img)
@@ -137,16 +147,34 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise ImageTooLarge(f"image has more than {max_pixels} pixels") from None
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise ImageUndecodable(f"cannot decode the {fmt} image: {_short(exc)}") from None
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    return rgb
+
+
+def _check_size(img: Image.Image, max_pixels: int, max_side: int, max_decoded_bytes: int) -> None:
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if max(width, height) > max_side:
+        raise ImageTooLarge(
+            f"image is {width}x{height} pixels; the longest side may be {max_side} pixels"
+        )
+    decoded = width * height * _PIXEL_BYTES.get(img.mode, 4)
+    if decoded > max_decoded_bytes:
+        raise ImageTooLarge(
+            f"image is {width}x{height} pixels ({img.mode}), {decoded} bytes once decoded; "
+            f"the limit is {max_decoded_bytes} bytes"
+        )
 
 
 def load_image(
     source: ImageSource,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_IMAGE_SIDE,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> np.ndarray:
     """Load a path or image bytes as an RGB ``uint8`` array (see :func:`decode`)."""
-    return decode(read_bytes(source, max_bytes), max_pixels)
+    return decode(read_bytes(source, max_bytes), max_pixels, max_side, max_decoded_bytes)
 
 
 def as_rgb(image: Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -191,24 +219,59 @@ def _short(exc: Exception) -> str:
 
 
 def _oriented(img: Image.Image) -> Image.Image:
+    """The image turned upright by its EXIF orientation (the same image when already upright:
+    ``exif_transpose`` would copy it)."""
     try:
+        if img.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1):
+            return img
         return ImageOps.exif_transpose(img)
     except Exception:  # a corrupt EXIF block must not make a readable photo unreadable
         return img
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """The image as a C-contiguous RGB ``uint8`` array.
+
+    Pixels leave Pillow a strip of rows at a time, so the only full-size copy is the answer
+    (``np.asarray`` of a whole image would first copy it to one ``bytes`` object).
+    """
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
+        wide = img.mode.startswith("I;16") or img.getextrema()[1] > 255
+        return _rgb_by_strips(img, lambda rows: _grey_rows(rows, 8 if wide else 0))
+    if img.mode in ("L", "1"):
+        grey = img if img.mode == "L" else img.convert("L")
+        return _rgb_by_strips(grey, lambda rows: _grey_rows(rows, 0))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    if img.mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        return _rgb_by_strips(img, _flatten_on_white)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return _rgb_by_strips(img, lambda rows: rows)
+
+
+def _rgb_by_strips(img: Image.Image, to_rgb) -> np.ndarray:
+    width, height = img.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, _ROWS_PER_CHUNK):
+        bottom = min(height, top + _ROWS_PER_CHUNK)
+        out[top:bottom] = to_rgb(np.asarray(img.crop((0, top, width, bottom))))
+    return out
+
+
+def _grey_rows(rows: np.ndarray, shift: int) -> np.ndarray:
+    if shift or rows.dtype != np.uint8:
+        rows = np.clip(rows.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
+    return rows[..., None]
+
+
+def _flatten_on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA composited onto a white background: c * a / 255 + 255 - a, rounded, in integers."""
+    rows = rgba.astype(np.uint16)
+    alpha = rows[..., 3:4]
+    return ((rows[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
 @functools.cache
@@ -232,14 +295,19 @@ def _predictor(model: str):
     return dlib.shape_predictor(models.pose_predictor_model_location())
 
 
+def warm_up_detection(landmarks: str = "small") -> None:
+    """Load dlib's detector and the landmark model now rather than on the first image."""
+    _detector()
+    _predictor(landmarks)
+
+
 def warm_up(encoder: str | None = None, landmarks: str = "small") -> None:
     """Load the detector, the landmark model and the encoder now rather than on the first image.
 
     Only the models used are loaded (not, as ``import face_recognition`` does, all of dlib's):
     each costs resident memory in every worker process.
     """
-    _detector()
-    _predictor(landmarks)
+    warm_up_detection(landmarks)
     encoders.load(encoder or encoders.default_encoder())
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from centroids import encoders, faces
-from centroids.errors import InvalidParameter
+from centroids.errors import ImageOverBudget, InvalidParameter
 from centroids.model import CentroidSet
 
 
@@ -35,14 +36,21 @@ def predict_image(
     max_faces: int = 20,
     max_bytes: int = faces.DEFAULT_MAX_BYTES,
     max_pixels: int = faces.DEFAULT_MAX_PIXELS,
+    max_image_side: int = faces.DEFAULT_MAX_IMAGE_SIDE,
+    max_decoded_bytes: int = faces.DEFAULT_MAX_DECODED_BYTES,
     max_side: int | None = None,
     encoder: str | None = None,
+    budget_seconds: float | None = None,
+    on_detected: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Detect, encode and classify every face (largest first up to ``max_faces``).
 
     ``data`` is the bytes of an image file, or an image already decoded (see
     :func:`faces.as_rgb`, whose checks it passes through). All the faces of the image go to the
     encoder (``encoder``: ``onnx`` or ``dlib``; default ``$ANFE_ENCODER`` or ``onnx``) in one call.
+    ``budget_seconds`` bounds decoding plus detection: past it, the next step is not started
+    (the service also kills a worker that overruns it inside a step). ``on_detected(n)`` is
+    called with the number of faces to encode once detection is done.
 
     :return: ``{"image": {"width", "height"}, "faces": [...], "timings_ms": {...}}`` where each face
         is ``{"box": {...}, "gender", "distances", "margin", "confidence", "uncertain", "in_range",
@@ -50,6 +58,7 @@ def predict_image(
         ``"second_pass"`` for faces found only on a copy with a margin around the picture
         (:func:`centroids.faces.second_pass`), ``"first_pass"`` otherwise.
     :raises ImageUndecodable, ImageTooLarge, UnsupportedImageType: for bad bytes
+    :raises ImageOverBudget: decoding and detection took longer than ``budget_seconds``
     """
     if not 1 <= max_faces <= 100:
         raise InvalidParameter("max_faces must be between 1 and 100")
@@ -58,8 +67,10 @@ def predict_image(
     if isinstance(data, np.ndarray):
         image = faces.as_rgb(data, max_pixels)
     else:
-        image = faces.decode(faces.read_bytes(data, max_bytes), max_pixels)
+        data = faces.read_bytes(data, max_bytes)
+        image = faces.decode(data, max_pixels, max_image_side, max_decoded_bytes)
     t1 = time.perf_counter()
+    _check_budget(t1 - t0, budget_seconds, "decoding")
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
     detection, encode_on, encode_boxes = "first_pass", image, boxes
     if not boxes:  # a tight crop: try again with a margin around the picture
@@ -72,6 +83,9 @@ def predict_image(
         keep.sort(key=lambda i: (boxes[i][3], boxes[i][0]))
         boxes, encode_boxes = [boxes[i] for i in keep], [encode_boxes[i] for i in keep]
     t2 = time.perf_counter()
+    _check_budget(t2 - t0, budget_seconds, "decoding and detection")
+    if on_detected is not None:
+        on_detected(len(boxes))
     chips = faces.face_chips(
         encode_on, faces.landmark_shapes(encode_on, encode_boxes, settings.model)
     )
@@ -104,3 +118,8 @@ def predict_image(
 def _area(box: faces.Box) -> int:
     top, right, bottom, left = box
     return (bottom - top) * (right - left)
+
+
+def _check_budget(spent: float, budget: float | None, what: str) -> None:
+    if budget is not None and spent > budget:
+        raise ImageOverBudget(f"{what} took {spent:.1f} s; the budget per image is {budget:g} s")

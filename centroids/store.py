@@ -15,9 +15,12 @@ read in bulk, once per build, rather than one document at a time.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -74,12 +77,20 @@ def _is_duplicate(exc: Exception) -> bool:
 
 
 class Store:
-    """Centroid sets and the embedding cache in one database (MongoDB or montydb)."""
+    """Centroid sets and the embedding cache in one database (MongoDB or montydb).
+
+    An embedded database whose folder this process may not write (a read-only mount, another
+    user's folder) is opened read-only: montydb keeps its sqlite files in WAL mode, which
+    sqlite cannot read without writing beside them, so the centroid collection is read from a
+    private copy, taken again whenever the folder's files change; writes are refused.
+    """
 
     def __init__(self, uri: str | None = None, timeout_ms: int = 3000) -> None:
         self.uri = uri or default_uri()
         check_uri(self.uri)
         self.kind = db_kind(self.uri)
+        self.read_only = False
+        self._snapshot: ReadOnlySnapshot | None = None
         try:
             if self.kind == "mongodb":
                 import pymongo
@@ -88,19 +99,29 @@ class Store:
                     self.uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
                 )
             else:
-                self.client = _open_monty(self.uri)
+                try:
+                    self.client = _open_monty(self.uri)
+                except ReadOnlyFolder:
+                    self._snapshot = ReadOnlySnapshot(_monty_path(self.uri).resolve())
+                    self.client = self._snapshot.open()
+                    self.read_only = True
         except DatabaseUnavailable:
             raise
         except Exception as exc:
             raise DatabaseUnavailable(
                 f"cannot open database {describe_uri(self.uri)}: {exc}"
             ) from None
+        self._bind()
+
+    def _bind(self) -> None:
         db = self.client[DB_NAME]
         self.centroids = db["centroids"]
         self.embeddings = db["embeddings"]
 
     def close(self) -> None:
         self.client.close()
+        if self._snapshot is not None:
+            self._snapshot.remove()
 
     def __enter__(self) -> Store:
         return self
@@ -118,7 +139,17 @@ class Store:
         """
         if self.kind == "montydb" and not (_monty_path(self.uri) / "monty.storage.cfg").is_file():
             raise DatabaseUnavailable(f"{describe_uri(self.uri)} has gone (its folder is missing)")
+        if self._snapshot is not None and self._snapshot.stale():
+            self.client.close()
+            self.client = self._call(self._snapshot.open)
+            self._bind()
         self._call(lambda: self.centroids.find_one({"_id": "__ping__"}))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise DatabaseUnavailable(
+                f"{describe_uri(self.uri)} is read-only here: it can be served, not written"
+            )
 
     def _call(self, fn):
         try:
@@ -137,6 +168,7 @@ class Store:
         cid = doc.get("_id", "")
         if not CENTROID_ID.match(cid):
             raise InvalidParameter(f"centroid id {cid!r} is not of the form g_N or g_N-mode")
+        self._writable()
         self._call(lambda: self.centroids.replace_one({"_id": cid}, doc, upsert=True))
 
     def find_centroids(self, cid: str) -> dict[str, Any] | None:
@@ -159,6 +191,7 @@ class Store:
 
     def delete_centroids(self, cid: str) -> bool:
         """Delete one centroid set; return whether it existed."""
+        self._writable()
         res = self._call(lambda: self.centroids.delete_one({"_id": cid}))
         return res.deleted_count > 0
 
@@ -183,6 +216,7 @@ class Store:
         docs = list(docs)
         if not docs:
             return 0
+        self._writable()
 
         def write() -> int:
             try:
@@ -244,7 +278,15 @@ def _open_monty(uri: str):
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".anfe-write-probe-{os.getpid()}-{threading.get_ident()}"
-        probe.write_text("ok")
+        try:
+            probe.write_text("ok")
+        except OSError as exc:
+            if (
+                exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                and (path / "monty.storage.cfg").is_file()
+            ):
+                raise ReadOnlyFolder() from None
+            raise
         probe.unlink()
         for existing in path.glob(f"{DB_NAME}/*.collection"):
             with open(existing, "rb"):
@@ -262,6 +304,55 @@ def _open_monty(uri: str):
         for name in ("centroids", "embeddings"):
             _create_collection(client, path / DB_NAME / f"{name}.collection", name)
     return client
+
+
+class ReadOnlyFolder(Exception):
+    """The embedded database exists but this process may not write its folder."""
+
+
+class ReadOnlySnapshot:
+    """A private copy of a read-only embedded database's storage files and centroid collection."""
+
+    FILES = ("monty.storage.cfg", ".monty.storage")
+    COLLECTION = f"{DB_NAME}/centroids.collection"
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.copy: Path | None = None
+        self._signature: tuple | None = None
+
+    def _current(self) -> tuple:
+        out = []
+        for name in (self.COLLECTION, self.COLLECTION + "-wal"):
+            try:
+                st = (self.source / name).stat()
+                out.append((name, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                out.append((name, None, None))
+        return tuple(out)
+
+    def stale(self) -> bool:
+        """Whether the folder's centroid collection changed since the copy was taken."""
+        return self._current() != self._signature
+
+    def open(self):
+        """Copy the files (again) and open montydb on the copy."""
+        from montydb import MontyClient
+
+        self.remove()
+        self.copy = Path(tempfile.mkdtemp(prefix="anfe-readonly-db-"))
+        (self.copy / DB_NAME).mkdir()
+        signature = self._current()
+        for name in (*self.FILES, self.COLLECTION, self.COLLECTION + "-wal"):
+            if (self.source / name).is_file():
+                shutil.copyfile(self.source / name, self.copy / name)
+        self._signature = signature
+        return MontyClient(str(self.copy))
+
+    def remove(self) -> None:
+        if self.copy is not None:
+            shutil.rmtree(self.copy, ignore_errors=True)
+            self.copy = None
 
 
 def _create_collection(client, file: Path, name: str) -> None:

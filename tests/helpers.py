@@ -56,14 +56,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(db: str, log: Path, *args: str, env: dict | None = None) -> Iterator[str]:
+def running_server(
+    db: str, log: Path, *args: str, env: dict | None = None, preexec_fn=None
+) -> Iterator[str]:
     """Start ``anfe serve`` with one detection worker; yield its base URL once it answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "centroids.cli", "serve", "--db", db, "--port", str(port)]
     cmd += ["--cpu-workers", "1", "--log-level", "warning", *args]
     full_env = {**os.environ, "ANFE_REFRESH_SECONDS": "0.5", **(env or {})}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, preexec_fn=preexec_fn
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240  # start-up on a busy 2-core machine, not a speed test
@@ -85,3 +89,14 @@ def running_server(db: str, log: Path, *args: str, env: dict | None = None) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def db_holding(folder: Path, *docs: dict) -> str:
+    """An embedded database in ``folder/db`` holding the centroid documents ``docs``."""
+    from centroids.store import Store
+
+    db = str(folder / "db")
+    with Store(db) as s:
+        for doc in docs:
+            s.put_centroids(doc)
+    return db

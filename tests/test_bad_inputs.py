@@ -23,7 +23,7 @@ from app.security import key_matches
 from centroids.store import Store
 from perf.badinputs import Case, make_corpus
 from perf.common import tree_rss
-from tests.helpers import DATA, ROOT, TRAIN_PER_GENDER, running_server
+from tests.helpers import DATA, ROOT, TRAIN_PER_GENDER, db_holding, running_server
 
 sys.path.insert(0, str(Path(__file__).parent / "site"))
 from fakesite import FakeSite, Reply  # noqa: E402
@@ -41,9 +41,7 @@ CORPUS = make_corpus(PHOTO) if PHOTO.is_file() else [Case("test-data-missing", "
 def server(tmp_path_factory, small_centroids_doc):
     """(base URL, server pid, log path, db path) of ``anfe serve`` with an API key, debug log."""
     folder = tmp_path_factory.mktemp("badinputs")
-    db = str(folder / "db")
-    with Store(db) as s:
-        s.put_centroids(small_centroids_doc)
+    db = db_holding(folder, small_centroids_doc)
     log = folder / "server.log"
     env = {"ANFE_API_KEYS": f"other-key, {KEY}"}
     with running_server(db, log, "--no-seed", "--log-level", "debug", env=env) as base:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -106,6 +107,68 @@ def test_pixel_bomb_is_refused_before_decoding():
     Image.new("L", (20000, 20000)).save(buf, "PNG")
     with pytest.raises(ImageTooLarge):
         faces.decode(buf.getvalue(), max_pixels=40_000_000)
+
+
+def test_one_pixel_wide_png_under_the_pixel_limit_is_refused_from_its_header():
+    from perf.crafted import tall_png
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLarge, match="longest side"):
+            faces.decode(tall_png(39_999_999))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024  # the zlib-built file, not its 160 MB of decoded rows
+
+
+def test_decoded_bytes_are_capped_whatever_the_pixel_count(lfw_female):
+    data = lfw_female.read_bytes()  # 250x250 RGB: 250 000 bytes once decoded (4 per pixel)
+    with pytest.raises(ImageTooLarge, match="once decoded"):
+        faces.decode(data, max_decoded_bytes=200_000)
+    assert faces.decode(data, max_decoded_bytes=250_000).shape == (250, 250, 3)
+
+
+def traced_decode(data: bytes) -> tuple[np.ndarray, int]:
+    """The decoded image and the peak of Python and numpy allocations while decoding it."""
+    tracemalloc.start()
+    try:
+        image = faces.decode(data)
+        return image, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_16_bit_image_is_decoded_without_a_float_copy(lfw_female):
+    grey = np.asarray(Image.open(lfw_female).convert("L").resize((2000, 2000)), dtype=np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(grey * 257).save(buf, "PNG")  # 16-bit greyscale, 0..65535
+    image, peak = traced_decode(buf.getvalue())
+    assert np.array_equal(image[..., 0], grey.astype(np.uint8)) and image.shape[2] == 3
+    # one float64 copy of the pixels alone would be 32 MB; the RGB answer is 12 MB
+    assert peak < 2000 * 2000 * 8, f"decoding traced {peak / 1e6:.0f} MB"
+
+
+def test_rgba_image_leaves_pillow_without_a_whole_image_copy(lfw_female):
+    rgba = Image.open(lfw_female).convert("RGBA").resize((2000, 2000))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG", compress_level=1)
+    image, peak = traced_decode(buf.getvalue())
+    assert image.shape == (2000, 2000, 3)
+    # the 12 MB answer plus strips; np.asarray of the whole image would add a 16 MB bytes copy
+    assert peak < 12e6 + 2000 * 2000 * 4 / 2, f"decoding traced {peak / 1e6:.0f} MB"
+
+
+def test_palette_image_with_transparency_is_flattened_onto_white():
+    img = Image.new("P", (4, 2), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    img.putpixel((1, 0), 1)
+    img.info["transparency"] = 0  # palette entry 0 (red) is transparent
+    buf = io.BytesIO()
+    img.save(buf, "PNG", transparency=0)
+    image = faces.decode(buf.getvalue())
+    assert image[0, 0].tolist() == [255, 255, 255]
+    assert image[0, 1].tolist() == [0, 0, 255]
 
 
 def test_detects_one_face_on_lfw_photos(lfw_rows):
