@@ -62,7 +62,8 @@ def register(subparsers) -> None:
         "--limit-concurrency",
         type=int,
         default=None,
-        help="open connections + requests in progress per server process before answering 503 "
+        help="requests in progress per server process before answering 503 server_busy; "
+        "4 times as many open connections get uvicorn's own 503 "
         "(default: $ANFE_LIMIT_CONCURRENCY or 32)",
     )
     p.add_argument(
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             os.environ[name] = str(value)
     from pydantic import ValidationError
 
+    from app.concurrency import connection_backstop
     from app.protocol import HeadersDeadlineProtocol
     from app.settings import Settings
 
@@ -152,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             log_config=log_config(args.log_level),
             http=HeadersDeadlineProtocol,
-            limit_concurrency=settings.limit_concurrency,
+            # the service answers 503 server_busy itself (app/concurrency.py); uvicorn's limit
+            # is a backstop on open connections
+            limit_concurrency=connection_backstop(settings.limit_concurrency),
             timeout_keep_alive=settings.timeout_keep_alive,
         )
     finally:

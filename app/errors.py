@@ -6,6 +6,8 @@ the service answers it with (500 for a code it does not know).
 
 from __future__ import annotations
 
+import json
+
 from centroids.dask_pool import DaskUnavailable
 from centroids.errors import (
     AnfeError,
@@ -47,6 +49,12 @@ class BodyTimeout(AnfeError):
     code = "request_timeout"
 
 
+class ServerBusy(AnfeError):
+    """The server process already has ``ANFE_LIMIT_CONCURRENCY`` requests in progress."""
+
+    code = "server_busy"
+
+
 class ClientGone(AnfeError):
     """The client closed the connection before its answer was ready; nobody reads this."""
 
@@ -68,6 +76,7 @@ HTTP_STATUS: dict[str, int] = {
     DatabaseUnavailable.code: 503,
     DaskUnavailable.code: 503,
     WorkerFailed.code: 503,
+    ServerBusy.code: 503,
     # the face encoder cannot be loaded: the service cannot classify until an operator acts
     ModelFileInvalid.code: 503,
     EncoderCacheUnwritable.code: 503,
@@ -83,3 +92,23 @@ def http_status(exc: AnfeError) -> int:
 def error_body(code: str, message: str) -> dict:
     """The JSON every error response carries: ``{"error": {"code", "message"}}``."""
     return {"error": {"code": code, "message": message}}
+
+
+async def send_error(
+    send, exc: AnfeError, close: bool = False, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer ``exc`` straight on an ASGI ``send``, outside FastAPI's error handlers (middleware).
+
+    ``close`` asks the server to close the connection after the answer (a body left unread).
+    """
+    body = json.dumps(error_body(exc.code, exc.message)).encode()
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    start += [(b"connection", b"close")] if close else []
+    await send(
+        {
+            "type": "http.response.start",
+            "status": http_status(exc),
+            "headers": start + (headers or []),
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -9,11 +9,10 @@ seconds before its end is answered 408 and its connection closed.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
-from app.errors import BodyTimeout, error_body, http_status
-from centroids.errors import AnfeError, ImageTooLarge
+from app.errors import BodyTimeout, send_error
+from centroids.errors import ImageTooLarge
 
 # room for multipart boundaries, part headers and other form fields
 OVERHEAD = 64 * 1024
@@ -38,7 +37,7 @@ class BodyLimit:
         length = _content_length(scope)
         if length is not None and length > limit:
             message = f"the request has {length} bytes; the limit is {limit}"
-            await _send_error(send, ImageTooLarge(message))
+            await send_error(send, ImageTooLarge(message), close=True)
             return
         received = 0
         started = False
@@ -70,7 +69,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except (ImageTooLarge, BodyTimeout) as exc:  # raised outside a route's error handling
             if not started:
-                await _send_error(send, exc)
+                await send_error(send, exc, close=True)
 
 
 def _content_length(scope) -> int | None:
@@ -81,19 +80,3 @@ def _content_length(scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _send_error(send, exc: AnfeError) -> None:
-    body = json.dumps(error_body(exc.code, exc.message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": http_status(exc),
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

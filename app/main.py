@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from app.concurrency import RequestLimit
 from app.docs import add_docs
 from app.errors import ClientGone, error_body, http_status
 from app.limits import OVERHEAD, BodyLimit
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit_for=lambda path: limits.get(path.rstrip("/"), OVERHEAD),
         timeout=settings.timeout_body,
     )
+    app.add_middleware(RequestLimit, limit=settings.limit_concurrency)  # before reading bodies
     add_cors(app, origins(settings.cors_origins))  # error answers carry CORS too
     add_metrics(app, settings.cpu_workers)  # counts every answer, 413s included
     app.add_middleware(SecurityHeaders)  # outermost: every answer says nosniff

@@ -155,6 +155,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "image over the byte or pixel limit"),
         (415, "not a JPEG, PNG, WebP, BMP or GIF"),
         (422, "bad parameter"),
-        (503, "database unreachable or holding no centroids"),
+        (503, "database unreachable or holding no centroids, or the server busy"),
     )
 }

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(
         32,
         ge=1,
-        description="open connections + requests in progress per server process; past it 503 "
+        description="requests in progress per server process; past it 503 server_busy "
         "(each JSON upload may hold 28 MB in memory)",
     )
     timeout_keep_alive: float = Field(

@@ -9,6 +9,7 @@ checks a functional bound with a generous timeout; the timing targets themselves
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -23,6 +24,7 @@ import psutil
 import pytest
 import requests
 
+from app.concurrency import connection_backstop
 from centroids.store import Store
 from perf.common import PeakRSS
 from perf.crafted import deep_json, huge_int_json, scan_bomb, tall_png
@@ -292,9 +294,53 @@ def test_body_that_stops_arriving_gets_408(server):
     assert b"request_timeout" in answer
 
 
-def test_connections_past_the_concurrency_limit_get_503(server):
+@contextlib.contextmanager
+def uploads_in_progress(base: str, n: int):
+    """``n`` uploads to /predict that keep sending a byte every 0.5 s and never finish."""
+    socks = [connect(base) for _ in range(n)]
+    done = threading.Event()
+
+    def trickle() -> None:
+        while not done.wait(0.5):
+            for sock in socks:
+                sock.sendall(b" ")
+
+    for sock in socks:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Content-Type: application/json\r\n\r\n{"
+        )
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        for sock in socks:
+            sock.close()
+
+
+def test_requests_past_the_concurrency_limit_get_a_json_503_and_health_still_answers(server):
     base, _, _ = server
-    idle = [connect(base) for _ in range(CONCURRENCY)]  # open, headers not sent yet
+    all_ready(base)
+    with uploads_in_progress(base, CONCURRENCY):
+        busy = lambda: requests.get(base + "/centroids", timeout=30)  # noqa: E731
+        wait_until(lambda: busy().status_code == 503, "the uploads to be in progress", 30)
+        resp = busy()
+        assert resp.status_code == 503
+        assert resp.headers["Content-Type"] == "application/json"
+        assert resp.headers["Retry-After"] == "1"
+        assert resp.json()["error"]["code"] == "server_busy"
+        assert str(CONCURRENCY) in resp.json()["error"]["message"]
+        assert requests.get(base + "/health", timeout=30).status_code == 200
+        assert requests.head(base + "/health", timeout=30).status_code == 200
+    wait_until(lambda: busy().status_code == 200, "recovery once the uploads are gone")
+
+
+def test_connections_past_uvicorns_backstop_get_503(server):
+    base, _, _ = server
+    idle = [connect(base) for _ in range(connection_backstop(CONCURRENCY))]  # no headers yet
     try:
         time.sleep(0.5)
         resp = requests.get(base + "/health", timeout=30)
