@@ -69,6 +69,7 @@ class Server:
         self.label = f"--workers {workers} --cpu-workers {cpu_workers}"
         self.label += f" --encoder {encoder}" if encoder else ""
         self.workers = workers
+        self.cpu_workers = cpu_workers
 
     def __enter__(self) -> Server:
         deadline = time.monotonic() + 180
@@ -87,37 +88,51 @@ class Server:
         raise SystemExit(f"anfe serve not healthy within 180 s: {self.log.read_text()[-2000:]}")
 
     def _all_workers_up(self) -> bool:
+        """Whether every server process has its fork server and all its detection processes.
+
+        uvicorn's supervisor spawns the server processes (``multiprocessing.spawn``); each
+        starts a fork server (``multiprocessing.forkserver``, holding the models) and forks its
+        ``cpu_workers`` detection processes from it, which keep the fork server's command line.
+        """
         import psutil
 
-        kids = psutil.Process(self.proc.pid).children(recursive=True)
-        servers = [k for k in kids if not {"spawn_main", "resource_tracker"} & set(k.cmdline())]
-        return len(servers) >= self.workers
+        try:
+            supervisor = psutil.Process(self.proc.pid)
+            servers = [p for p in supervisor.children() if _kind(p) == "spawn"]
+            detection = [len(_detection_processes(p)) for p in servers]
+        except psutil.Error:  # a process came or went while we looked
+            return False
+        return len(servers) >= self.workers and all(n >= self.cpu_workers for n in detection)
 
     def rss(self) -> list[tuple[str, float]]:
         """(role, MiB) of each process of the server, named by its place in the tree."""
         import psutil
 
-        def role(p, depth: int) -> str:
-            cmd = " ".join(p.cmdline())
-            if "resource_tracker" in cmd:
+        def role(p, parent_kind: str | None) -> str:
+            kind = _kind(p)
+            if kind == "resource_tracker":
                 return "multiprocessing resource tracker"
-            if depth == 0:
+            if parent_kind == "forkserver":
+                return "detection process"
+            if kind == "forkserver":
+                return "fork server (models loaded, forks the detection processes)"
+            if parent_kind is None:
                 return "server process" if self.workers == 1 else "uvicorn supervisor"
-            if self.workers > 1 and depth == 1:
-                return "server process (uvicorn worker)"
-            return "detection process"
+            return "server process (uvicorn worker)"
 
         out = []
 
-        def walk(p, depth: int) -> None:
+        def walk(p, parent_kind: str | None) -> None:
             try:
-                out.append((role(p, depth), common.mib(p.memory_info().rss)))
+                out.append((role(p, parent_kind), common.mib(p.memory_info().rss)))
+                # a detection process has the fork server's command line: it is its child
+                kind = "worker" if parent_kind == "forkserver" else _kind(p)
                 for child in p.children():
-                    walk(child, depth + 1)
+                    walk(child, kind)
             except psutil.Error:
                 pass
 
-        walk(psutil.Process(self.proc.pid), 0)
+        walk(psutil.Process(self.proc.pid), None)
         return out
 
     def cpu_seconds(self) -> float:
@@ -142,6 +157,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _kind(p) -> str:
+    """Which multiprocessing entry point a process runs: ``spawn``, ``forkserver``,
+    ``resource_tracker``, or ``other`` (the ``anfe serve`` command itself)."""
+    cmd = " ".join(p.cmdline())
+    for kind in ("resource_tracker", "forkserver", "spawn"):
+        if f"from multiprocessing.{kind} import" in cmd:
+            return kind
+    return "other"
+
+
+def _detection_processes(server) -> list:
+    """The detection processes of one server process: the children of its fork server."""
+    return [w for f in server.children() if _kind(f) == "forkserver" for w in f.children()]
 
 
 def post(session: requests.Session, url: str, data: bytes) -> float:
