@@ -5,7 +5,7 @@ metadata service ``169.254.169.254`` or a machine on the local network, and spel
 string check misses (``http://2130706433/``, ``http://127.1/``, ``http://0x7f.0.0.1/``,
 ``//127.0.0.1`` as a redirect target). So the host is resolved the way the connection will
 resolve it, and every address it gives is checked with :mod:`ipaddress`: loopback, private,
-link-local, unspecified, reserved and multicast addresses are refused. Test sites and local
+shared (100.64/10), link-local, unspecified, reserved and multicast addresses are refused. Test sites and local
 mirrors pass ``allow_private=True`` (``anfe scrape --allow-private-hosts``).
 
 Through a proxy the proxy resolves names, so only hosts written as addresses are checked.
@@ -25,7 +25,8 @@ def refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return (
-        address.is_private
+        not address.is_global  # private, and 100.64/10 (carrier-grade NAT, Alibaba's metadata)
+        or address.is_private
         or address.is_loopback
         or address.is_link_local
         or address.is_unspecified

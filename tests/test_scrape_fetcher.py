@@ -213,7 +213,8 @@ def test_proxy_setting_routes_requests_through_the_proxy(site, lfw_female):
 @pytest.mark.parametrize(
     "host",
     ["127.0.0.1", "2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1", "[::1]", "0.0.0.0",
-     "169.254.169.254", "10.0.0.8", "192.168.1.1", "[::ffff:127.0.0.1]", "localhost"],
+     "169.254.169.254", "10.0.0.8", "192.168.1.1", "[::ffff:127.0.0.1]", "localhost",
+     "100.100.100.200"],
 )  # fmt: skip
 def test_private_and_loopback_hosts_are_refused(host):
     with pytest.raises(PrivateAddress):
