@@ -76,6 +76,8 @@ CHALLENGE_MARKERS = (
     b"h-captcha",
 )
 CHALLENGE_PEEK = 64 * 1024
+# redirects followed for robots.txt (RFC 9309: at least five); past them it is unreadable for now
+ROBOTS_REDIRECTS = 5
 
 
 @dataclass
@@ -255,16 +257,19 @@ class Fetcher:
         if not self.settings.allow_private_hosts:
             check_public(url, resolve=not self.session.proxies.get(urlsplit(url).scheme))
 
-    def _redirect_target(self, r: requests.Response, current: str, visited: list[str]) -> str:
+    def _redirect_target(
+        self, r: requests.Response, current: str, visited: list[str], limit: int | None = None
+    ) -> str:
+        """Where ``r`` redirects to; :class:`RedirectLoop` past ``limit`` redirects (default:
+        ``max_redirects``) or back to a URL in ``visited``."""
+        limit = self.settings.max_redirects if limit is None else limit
         target = urljoin(current, r.headers.get("Location", ""))
         if urlsplit(target).scheme not in ("http", "https"):
             raise RedirectRefused(f"{current} redirects to a non-http(s) URL: {target[:100]!r}")
         if target in visited:
             raise RedirectLoop(f"{visited[0]} redirects in a loop (back to {target[:200]})")
-        if len(visited) > self.settings.max_redirects:
-            raise RedirectLoop(
-                f"{visited[0]} redirects more than {self.settings.max_redirects} times"
-            )
+        if len(visited) > limit:
+            raise RedirectLoop(f"{visited[0]} redirects more than {limit} times")
         return target
 
     def _check_challenge(self, r: requests.Response, url: str) -> None:
@@ -366,7 +371,7 @@ class Fetcher:
                 with self._request(url, None, self.settings.delay) as r:
                     if r.is_redirect:  # RFC 9309: follow at least five redirects
                         visited.append(url)
-                        url = self._redirect_target(r, url, visited[:5])
+                        url = self._redirect_target(r, url, visited, ROBOTS_REDIRECTS)
                         continue
                     if r.status_code >= 400:
                         self._check_challenge(r, url)

@@ -271,6 +271,20 @@ def test_endless_redirect_chain_stops(site):
     assert sum(n for p, n in site.hits.items() if p.startswith("/files/")) == 6
 
 
+def test_endless_robots_txt_redirect_chain_stops_after_five(site, lfw_female):
+    site.add("/robots.txt", Reply(status=302, headers={"Location": "/r/0"}))
+    for n in range(30):
+        site.add(f"/r/{n}", Reply(status=302, headers={"Location": f"/r/{n + 1}"}))
+    url = site.photo("/files/a.jpg", lfw_female)
+    with fetcher() as f, pytest.raises(RobotsUnavailable) as err:
+        f.image(url)
+    assert err.value.transient
+    assert (
+        site.hits["/robots.txt"] + sum(n for p, n in site.hits.items() if p.startswith("/r/")) == 6
+    )
+    assert site.hits["/files/a.jpg"] == 0
+
+
 def test_redirect_target_obeys_robots_txt(site, lfw_female):
     site.photo("/private/secret.jpg", lfw_female)
     url = site.add("/files/a.jpg", Reply(status=302, headers={"Location": "/private/secret.jpg"}))
