@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from centroids.age import AGE_BANDS, AgeModel, band_name, band_of
-from centroids.children import DEFAULT_EDGES, METHODS, ROUTINGS, fit_age_and_children
+from centroids.children import (
+    DEFAULT_EDGES,
+    DEFAULT_METHOD,
+    METHODS,
+    ROUTINGS,
+    abstain_policy,
+    fit_age_and_children,
+)
 from centroids.model import GENDERS, CentroidSet, Predictions, expected_calibration_error
 
 BAND_NAMES = [band_name(b) for b in AGE_BANDS]
@@ -91,7 +98,9 @@ def score(
     """Fit on ``train`` = (embeddings, ages, genders), score on ``test``; see the module doc.
 
     Each policy is fitted with each routing (``centroids.children.ROUTINGS``): the router's band,
-    and the band of the estimated age (named "..., routed by age").
+    and the band of the estimated age (named "..., routed by age"). The row "borrowed router,
+    abstain" is what a set without its own policy does with the default's router: the set's own
+    answer, uncertain for every face routed to a child band.
     """
     x_train, a_train, g_train = train
     x_test, a_test, g_test = test
@@ -109,7 +118,7 @@ def score(
                 **answers(cs.classify(x_test), a_test, g_test),
             }
         )
-    age_model = None
+    age_model, borrowed = None, None
     for method in methods or list(METHODS):
         for edges, routing in product(edge_options or [DEFAULT_EDGES], routings or ROUTINGS):
             fitted = fit_age_and_children(
@@ -128,6 +137,19 @@ def score(
                     **answers(fitted.classify(x_test), a_test, g_test),
                 }
             )
+            if method == DEFAULT_METHOD and routing == "router":
+                borrowed = replace(adult_only, age=fitted.age,
+                                   children=abstain_policy(fitted.children.router))  # fmt: skip
+    if borrowed is not None:  # what a set without its own policy does (centroids.shipped.with_age)
+        policies.append(
+            {
+                "name": "borrowed router, abstain",
+                "method": "abstain",
+                "routing": "router",
+                "edges": list(borrowed.children.router.edges),
+                **answers(borrowed.classify(x_test), a_test, g_test),
+            }
+        )
     if age_model is None:
         age_model = AgeModel.fit(x_train, a_train, seed=seed)
     return {
