@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from centroids.model import CentroidSet, Predictions
 
 METHODS = ("calibrate", "child-set", "abstain")
-DEFAULT_METHOD = "calibrate"
+DEFAULT_METHOD = "child-set"  # chosen by anfe bench --ages (docs/results.md)
 DEFAULT_EDGES = (4.0, 13.0, 18.0)
 DEFAULT_ADULT_CONFIDENCE = 0.7  # router: the adults' answer only when p(adult) reaches this
 ROUTER_C = 1.0  # inverse L2 strength of the router's logistic regression (scikit-learn's C)

@@ -130,7 +130,8 @@ def test_age_model_and_child_policy_round_trip_through_the_store(db_uri, default
     a, b = default_set.classify(x), back.classify(x)
     assert np.allclose(a.age.value, b.age.value) and np.allclose(a.age.high, b.age.high)
     assert list(a.gender) == list(b.gender) and list(a.uncertain) == list(b.uncertain)
-    assert back.children.method == default_set.children.method == "calibrate"
+    assert back.children.method == default_set.children.method == "child-set"
+    assert back.children.router is not None
 
 
 def test_bench_age_and_tight_crop_tables_on_a_small_sample(tmp_path, default_set):
