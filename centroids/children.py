@@ -2,10 +2,9 @@
 
 A centroid set's calibration is fitted on adults; on children its margin means little (boys are
 mostly nearer the female centroid, with a confident margin). A :class:`ChildPolicy`, stored as the
-``children`` field of the set's document, takes over for faces whose estimated age (the set's
-:class:`centroids.age.AgeModel`) lies below its last band edge, or, when the policy carries a :class:`Router`, whose band the router
-picks from the embedding. Per band of estimated age it holds
-a logistic model of the *signed* margin ``s = d_male - d_female`` (positive: nearer the female
+``children`` field of the set's document, takes over for faces that its :class:`Router` does not
+call adult (or, for a policy without a router, whose estimated age, the set's
+:class:`centroids.age.AgeModel`, lies below its last band edge). Per band it holds a logistic model of the *signed* margin ``s = d_male - d_female`` (positive: nearer the female
 reference), p(female) = sigmoid(a * s + b), fitted on faces of that band whose gender is known, so
 the answer is the more likely gender under that model, its confidence is max(p, 1 - p), and the
 answer is ``uncertain`` below a confidence threshold, one for "female" answers and one for "male"
@@ -18,7 +17,7 @@ where no threshold does that is always uncertain). Methods:
   children (under 18), whose distances the answer then reports;
 - ``abstain``: no model; every face of the bands is ``uncertain``, gender and confidence unchanged.
 
-Faces estimated at or above the last edge keep the set's own answer, untouched.
+Faces routed adult keep the set's own answer, untouched.
 
 The :class:`Router` is a multinomial logistic regression of the age band (under each edge, or
 adult) on the 128-d embedding, fitted on the same faces; a face goes to the adults (the set's own
