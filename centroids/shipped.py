@@ -75,8 +75,8 @@ def with_age(cs: CentroidSet) -> CentroidSet:
 def seed(store: Store) -> list[str]:
     """Insert the shipped sets that the database lacks; return the ids inserted.
 
-    A stored copy seeded from an older release (same id, same ``created_at``, no age model) is
-    replaced by the shipped document, which carries the age model and child policy.
+    A stored copy seeded from an older release (same id, same ``created_at``, no age model, or a
+    child policy without the router) is replaced by the shipped document.
     """
     present = {d["_id"]: d for d in store.list_centroids()}
     added = []
@@ -84,14 +84,21 @@ def seed(store: Store) -> list[str]:
         old = present.get(doc["_id"])
         older_copy = (
             old is not None
-            and "age" not in old
-            and "age" in doc
             and old.get("created_at") == doc.get("created_at")
+            and (
+                _lacks(old, doc, "age")
+                or _lacks(old.get("children"), doc.get("children"), "router")
+            )
         )
         if old is None or older_copy:
             store.put_centroids(doc)
             added.append(doc["_id"])
     return added
+
+
+def _lacks(old: dict[str, Any] | None, new: dict[str, Any] | None, key: str) -> bool:
+    """``new`` has ``key`` and ``old`` (missing or without it) does not."""
+    return bool(new) and key in new and not (old and key in old)
 
 
 def default_id(ids: list[str]) -> str | None:

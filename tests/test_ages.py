@@ -186,6 +186,11 @@ def test_seeding_replaces_an_older_seeded_copy_but_not_a_rebuilt_set(db_uri):
         assert "g_1000" in added and "g_2000" not in added
         assert "age" in s.get_centroids("g_1000")
         assert "age" not in s.get_centroids("g_2000")
+        no_router = {**docs["g_5000"], "children": {**docs["g_5000"]["children"], "router": None}}
+        del no_router["children"]["router"]  # as seeded by the release that routed by age
+        s.put_centroids(no_router)
+        assert shipped.seed(s) == ["g_5000"]
+        assert "router" in s.get_centroids("g_5000")["children"]
 
 
 def test_a_set_built_without_an_age_model_answers_every_face_with_the_default_age_model(
