@@ -101,7 +101,7 @@ class CentroidCache:
         sets, metas = {}, []
         for doc in docs:
             try:
-                sets[doc["_id"]] = CentroidSet.from_doc(doc)
+                sets[doc["_id"]] = shipped.with_age(CentroidSet.from_doc(doc))
             except (AnfeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("skipping centroid set %r that cannot be served: %s", doc["_id"], exc)
                 continue

@@ -30,6 +30,10 @@ class Age(BaseModel):
     value: float
     low: float = Field(description="lower end of the interval (nominal coverage 90 %)")
     high: float = Field(description="upper end of the interval")
+    model: str = Field(
+        description="the centroid set whose age model answered: the set's own, or the shipped "
+        "default's for a set stored without one"
+    )
 
 
 class Face(BaseModel):
@@ -41,7 +45,8 @@ class Face(BaseModel):
     uncertain: bool = Field(description="margin below the set's threshold")
     in_range: bool = Field(description="distance within what training faces showed")
     age: Age | None = Field(
-        description="estimated age; null only for a centroid set stored without an age model"
+        description="estimated age (a set stored without an age model borrows the shipped "
+        "default's)"
     )
     detection: Literal["first_pass", "second_pass"] = Field(
         description="second_pass: found only on a copy with a margin around the picture "

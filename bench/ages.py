@@ -4,19 +4,28 @@ The age model and every child policy are fitted on the train side of the split (
 :func:`centroids.children.fit_age_and_children`, the code of ``anfe centroids fit-age``) and
 scored on the held-out side: the age's mean absolute error and interval coverage by age band, and,
 per age band and gender, the share of faces answered (not ``uncertain``) and the share of those
-answers that are wrong, before (the set as built for adults) and after each policy. The expected
+answers that are wrong, before (the set as built for adults) and after each policy, with the
+faces routed to its bands by the router or by the estimated age. The expected
 calibration error of the confidence is taken over all ages.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import product
 from typing import Any
 
 import numpy as np
 
 from centroids.age import AGE_BANDS, AgeModel, band_name, band_of
-from centroids.children import DEFAULT_EDGES, METHODS, fit_age_and_children
+from centroids.children import (
+    DEFAULT_EDGES,
+    DEFAULT_METHOD,
+    METHODS,
+    ROUTINGS,
+    abstain_policy,
+    fit_age_and_children,
+)
 from centroids.model import GENDERS, CentroidSet, Predictions, expected_calibration_error
 
 BAND_NAMES = [band_name(b) for b in AGE_BANDS]
@@ -83,9 +92,16 @@ def score(
     *,
     methods: list[str] | None = None,
     edge_options: list[tuple[float, ...]] | None = None,
+    routings: list[str] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Fit on ``train`` = (embeddings, ages, genders), score on ``test``; see the module doc."""
+    """Fit on ``train`` = (embeddings, ages, genders), score on ``test``; see the module doc.
+
+    Each policy is fitted with each routing (``centroids.children.ROUTINGS``): the router's band,
+    and the band of the estimated age (named "..., routed by age"). The row "borrowed router,
+    abstain" is what a set without its own policy does with the default's router: the set's own
+    answer, uncertain for every face routed to a child band.
+    """
     x_train, a_train, g_train = train
     x_test, a_test, g_test = test
     adult_only = replace(cs, age=None, children=None)
@@ -102,22 +118,38 @@ def score(
                 **answers(cs.classify(x_test), a_test, g_test),
             }
         )
-    age_model = None
+    age_model, borrowed = None, None
     for method in methods or list(METHODS):
-        for edges in edge_options or [DEFAULT_EDGES]:
+        for edges, routing in product(edge_options or [DEFAULT_EDGES], routings or ROUTINGS):
             fitted = fit_age_and_children(
-                adult_only, x_train, a_train, g_train, method=method, edges=edges, seed=seed
-            )
+                adult_only, x_train, a_train, g_train, method=method, edges=edges, seed=seed,
+                routing=routing,
+            )  # fmt: skip
             age_model = fitted.age
+            routed = ", routed by age" if routing == "age" else ""
             policies.append(
                 {
-                    "name": f"{method} < {_edges_text(edges)}",
+                    "name": f"{method} < {_edges_text(edges)}{routed}",
                     "method": method,
+                    "routing": routing,
                     "edges": list(edges),
                     "rules": [r.to_doc() for r in fitted.children.rules],
                     **answers(fitted.classify(x_test), a_test, g_test),
                 }
             )
+            if method == DEFAULT_METHOD and routing == "router":
+                borrowed = replace(adult_only, age=fitted.age,
+                                   children=abstain_policy(fitted.children.router))  # fmt: skip
+    if borrowed is not None:  # what a set without its own policy does (centroids.shipped.with_age)
+        policies.append(
+            {
+                "name": "borrowed router, abstain",
+                "method": "abstain",
+                "routing": "router",
+                "edges": list(borrowed.children.router.edges),
+                **answers(borrowed.classify(x_test), a_test, g_test),
+            }
+        )
     if age_model is None:
         age_model = AgeModel.fit(x_train, a_train, seed=seed)
     return {

@@ -57,12 +57,14 @@ class AgeEstimates:
     value: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    model: str = ""  # id of the centroid set whose age model answered
 
-    def record(self, i: int) -> dict[str, float]:
+    def record(self, i: int) -> dict[str, float | str]:
         return {
             "value": float(self.value[i]),
             "low": float(self.low[i]),
             "high": float(self.high[i]),
+            "model": self.model,
         }
 
 

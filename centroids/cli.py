@@ -25,7 +25,7 @@ from typing import Any
 
 from centroids import datasets, encoders, requirements, shipped
 from centroids.build import DEFAULT_SIZES, BuildSpec, build, parse_sizes
-from centroids.children import DEFAULT_EDGES
+from centroids.children import DEFAULT_EDGES, ROUTINGS
 from centroids.children import DEFAULT_METHOD as DEFAULT_CHILD_METHOD
 from centroids.children import METHODS as CHILD_METHODS
 from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, InvalidParameter
@@ -400,6 +400,13 @@ def _register_centroids(sub) -> None:
         default=",".join(f"{e:g}" for e in DEFAULT_EDGES),
         help="estimated-age band edges of the child policy (default: %(default)s)",
     )
+    g.add_argument(
+        "--routing",
+        choices=list(ROUTINGS),
+        default=ROUTINGS[0],
+        help="which band a face goes to: a logistic router on the embedding, or the band of the "
+        "estimated age (default: %(default)s)",
+    )
     g.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_db_option(p)
@@ -465,6 +472,7 @@ def _fit_age(args: argparse.Namespace, store: Store) -> int:
         seed=args.seed,
         method=args.method,
         edges=parse_edges(args.edges),
+        routing=args.routing,
         jobs=args.jobs,
         progress=not args.no_progress,
     )
@@ -472,13 +480,14 @@ def _fit_age(args: argparse.Namespace, store: Store) -> int:
     print(
         f"{args.id}: age model fitted on {age.held_out} faces (cross-fitted MAE "
         f"{age.held_out_mae:.2f} years, {age.coverage:.0%} interval covers "
-        f"{age.held_out_coverage:.1%}); children: {fitted.children.method}"
+        f"{age.held_out_coverage:.1%}); children: {fitted.children.method}, routed by the "
+        f"{'router' if args.routing == 'router' else 'estimated age'}"
     )
     lo = 0.0
     for rule in fitted.children.rules:
         t = rule.uncertain_below
         print(
-            f"  estimated {lo:g}-{rule.below:g}: {rule.faces} faces, answered {rule.answered:.1%} "
+            f"  routed {lo:g}-{rule.below:g}: {rule.faces} faces, answered {rule.answered:.1%} "
             f"(female answers from confidence {t['female']:.2f}, male from {t['male']:.2f})"
         )
         lo = rule.below

@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from centroids import datasets
-from centroids.children import DEFAULT_EDGES, DEFAULT_METHOD, fit_age_and_children
+from centroids.children import (
+    DEFAULT_EDGES,
+    DEFAULT_METHOD,
+    DEFAULT_ROUTING,
+    fit_age_and_children,
+)
 from centroids.errors import DatasetError
 from centroids.extract import embed_paths
 from centroids.faces import EmbeddingSettings
@@ -67,11 +72,13 @@ def fit_onto(
     seed: int = 0,
     method: str = DEFAULT_METHOD,
     edges: tuple[float, ...] = DEFAULT_EDGES,
+    routing: str = DEFAULT_ROUTING,
     jobs: int | None = None,
     progress: bool = True,
 ) -> CentroidSet:
     """Fit the age model and child policy of set ``cid`` on ``dataset`` and store the set again.
 
+    :param routing: ``router`` or ``age`` (:func:`centroids.children.fit_age_and_children`)
     :param hold_out: leave out this fraction (the benchmark's split with ``seed``); None: use all
     :raises CentroidsNotFound: no set ``cid``; :raises DatasetError: no aged faces
     """
@@ -88,8 +95,9 @@ def fit_onto(
         "faces_under_18": int(np.sum(ages < 18)),
     }
     fitted = fit_age_and_children(
-        cs, x, ages, genders, method=method, edges=edges, seed=seed, source=source
-    )
+        cs, x, ages, genders, method=method, edges=edges, seed=seed, source=source,
+        routing=routing,
+    )  # fmt: skip
     doc = store.get_centroids(cid)  # every other field exactly as stored
     new = fitted.to_doc()
     doc["age"], doc["children"] = new["age"], new["children"]

@@ -125,6 +125,8 @@ class CentroidSet:
     whitening: np.ndarray | None = None  # (128, 128): distances are ||W (x - c)||
     age: AgeModel | None = None  # age estimate from the same embedding (centroids/age.py)
     children: ChildPolicy | None = None  # answers for faces estimated young (children.py)
+    # the set whose age model ``age`` is, when borrowed (centroids.shipped.with_age); not stored
+    age_from: str | None = None
 
     @property
     def per_gender(self) -> int:
@@ -194,8 +196,10 @@ class CentroidSet:
             in_range=np.minimum(d_f, d_m) <= self.max_distance,
             age=None if self.age is None else self.age.predict(x),
         )
-        if self.children is not None and preds.age is not None:
-            self.children.apply(self, x, preds, preds.age.value)
+        if preds.age is not None:
+            preds.age.model = self.age_from or self.id
+        if self.children is not None and (preds.age is not None or self.children.router):
+            self.children.apply(self, x, preds, None if preds.age is None else preds.age.value)
         return preds
 
     def to_doc(self) -> dict[str, Any]:

@@ -7,9 +7,12 @@ for the command), so a fresh installation classifies faces with no training run.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from functools import cache
 from importlib import resources
 from typing import Any
 
+from centroids.children import abstain_policy
 from centroids.errors import CentroidsNotFound, NoCentroids
 from centroids.model import CentroidSet
 from centroids.store import Store
@@ -44,11 +47,36 @@ def shipped_set(cid: str | None = None) -> CentroidSet:
     return CentroidSet.from_doc(docs[cid])
 
 
+@cache
+def _default_with_age() -> CentroidSet:
+    return shipped_set(DEFAULT_CENTROIDS)
+
+
+def with_age(cs: CentroidSet) -> CentroidSet:
+    """``cs``, or, when it carries no age model, ``cs`` answering ages with the default's.
+
+    The age model (and the children's router) read the embedding alone, not the centroids, so a
+    set built by ``anfe build`` without ``anfe centroids fit-age`` borrows the shipped default's
+    (loaded once, from the package). A child policy is not borrowed (it calibrates a set's own
+    margins): such a set marks ``uncertain`` every face the default's router sends to a child
+    band (:func:`centroids.children.abstain_policy`); faces routed adult keep its own answer.
+    Sets embedded with other settings than the default (``embedding``) borrow all the same: the
+    embedding is the same 128-d dlib vector.
+    """
+    if cs.age is not None:
+        return cs
+    default = _default_with_age()
+    children = cs.children
+    if children is None and default.children is not None and default.children.router is not None:
+        children = abstain_policy(default.children.router)
+    return replace(cs, age=default.age, children=children, age_from=default.id)
+
+
 def seed(store: Store) -> list[str]:
     """Insert the shipped sets that the database lacks; return the ids inserted.
 
-    A stored copy seeded from an older release (same id, same ``created_at``, no age model) is
-    replaced by the shipped document, which carries the age model and child policy.
+    A stored copy seeded from an older release (same id, same ``created_at``, no age model, or a
+    child policy without the router) is replaced by the shipped document.
     """
     present = {d["_id"]: d for d in store.list_centroids()}
     added = []
@@ -56,14 +84,21 @@ def seed(store: Store) -> list[str]:
         old = present.get(doc["_id"])
         older_copy = (
             old is not None
-            and "age" not in old
-            and "age" in doc
             and old.get("created_at") == doc.get("created_at")
+            and (
+                _lacks(old, doc, "age")
+                or _lacks(old.get("children"), doc.get("children"), "router")
+            )
         )
         if old is None or older_copy:
             store.put_centroids(doc)
             added.append(doc["_id"])
     return added
+
+
+def _lacks(old: dict[str, Any] | None, new: dict[str, Any] | None, key: str) -> bool:
+    """``new`` has ``key`` and ``old`` (missing or without it) does not."""
+    return bool(new) and key in new and not (old and key in old)
 
 
 def default_id(ids: list[str]) -> str | None:
@@ -79,7 +114,8 @@ def default_id(ids: list[str]) -> str | None:
 def load_centroid_set(store: Store, cid: str | None) -> CentroidSet:
     """The set ``cid``, or the default one (g_5000-mahalanobis, else the largest stored).
 
-    An empty database is first seeded with the shipped sets.
+    An empty database is first seeded with the shipped sets. A set without an age model borrows
+    the default's (:func:`with_age`).
 
     :raises CentroidsNotFound: no set with that id
     :raises NoCentroids: the database holds none (and nothing is shipped)
@@ -92,4 +128,4 @@ def load_centroid_set(store: Store, cid: str | None) -> CentroidSet:
         raise NoCentroids("the database holds no centroid set; run `anfe build` first")
     if cid is None:
         cid = default_id([d["_id"] for d in docs])
-    return CentroidSet.from_doc(store.get_centroids(cid))
+    return with_age(CentroidSet.from_doc(store.get_centroids(cid)))

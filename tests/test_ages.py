@@ -80,7 +80,8 @@ def test_api_answers_carry_age_and_detection(tmp_path, lfw_male):
         body = client.post("/predict", files={"file": ("a.jpg", lfw_male.read_bytes())}).json()
         schema = client.get("/openapi.json").json()["components"]["schemas"]
     [face] = body["faces"]
-    assert set(face["age"]) == {"value", "low", "high"}
+    assert set(face["age"]) == {"value", "low", "high", "model"}
+    assert face["age"]["model"] == shipped.DEFAULT_CENTROIDS
     assert face["detection"] == "first_pass"
     assert {"age", "detection"} <= set(schema["Face"]["properties"])
 
@@ -129,11 +130,14 @@ def test_age_model_and_child_policy_round_trip_through_the_store(db_uri, default
     a, b = default_set.classify(x), back.classify(x)
     assert np.allclose(a.age.value, b.age.value) and np.allclose(a.age.high, b.age.high)
     assert list(a.gender) == list(b.gender) and list(a.uncertain) == list(b.uncertain)
-    assert back.children.method == default_set.children.method == "calibrate"
+    assert back.children.method == default_set.children.method == "child-set"
+    assert back.children.router is not None
 
 
 def test_bench_age_and_tight_crop_tables_on_a_small_sample(tmp_path, default_set):
     items = held_out("female", 1, 12, 25) + held_out("male", 1, 12, 25)
+    for lo, hi in ((1, 3), (13, 17)):  # the router needs faces of every band
+        items += held_out("female", lo, hi, 6) + held_out("male", lo, hi, 6)
     items += held_out("female", 25, 60, 25) + held_out("male", 25, 60, 25)
     settings = EmbeddingSettings(cropped=True)
     with Store(str(tmp_path / "db")) as s:
@@ -150,6 +154,7 @@ def test_bench_age_and_tight_crop_tables_on_a_small_sample(tmp_path, default_set
     assert result["age_errors"][-1]["n"] == test.sum()
     names = [p["name"] for p in result["policies"]]
     assert names[0] == "before" and "calibrate < 4,13,18" in names
+    assert "calibrate < 4,13,18, routed by age" in names
     for p in result["policies"]:
         assert sum(b["n"] for b in p["bands"]) == test.sum()
     abstain = result["policies"][-1]
@@ -181,3 +186,56 @@ def test_seeding_replaces_an_older_seeded_copy_but_not_a_rebuilt_set(db_uri):
         assert "g_1000" in added and "g_2000" not in added
         assert "age" in s.get_centroids("g_1000")
         assert "age" not in s.get_centroids("g_2000")
+        no_router = {**docs["g_5000"], "children": {**docs["g_5000"]["children"], "router": None}}
+        del no_router["children"]["router"]  # as seeded by the release that routed by age
+        s.put_centroids(no_router)
+        assert shipped.seed(s) == ["g_5000"]
+        assert "router" in s.get_centroids("g_5000")["children"]
+
+
+def test_a_set_built_without_an_age_model_answers_every_face_with_the_default_age_model(
+    training_db, tmp_path
+):
+    """g_60, built by `anfe build`'s code without fit-age, borrows the shipped default's model."""
+    with Store(training_db) as s:
+        assert "age" not in s.get_centroids("g_60")
+        g60 = shipped.load_centroid_set(s, "g_60")
+    assert g60.age_from == shipped.DEFAULT_CENTROIDS and g60.children.method == "abstain"
+    babies = held_out("female", 1, 2, 3) + held_out("male", 1, 2, 3)
+    adults = held_out("female", 30, 50, 3) + held_out("male", 30, 50, 3)
+    own = CentroidSet.from_doc({**g60.to_doc(), "age": None, "children": None})
+    for it in babies + adults:
+        [face] = predict_image(it.path.read_bytes(), g60)["faces"]
+        age = face["age"]
+        assert age["model"] == shipped.DEFAULT_CENTROIDS
+        assert 0 <= age["low"] <= age["value"] <= age["high"]
+        [mine] = predict_image(it.path.read_bytes(), own)["faces"]
+        assert mine["age"] is None and face["gender"] == mine["gender"]
+        if it in babies:
+            assert age["value"] < 10 and face["uncertain"]  # routed to a child band: abstains
+        else:
+            assert age["value"] > 18
+
+    uri = str(tmp_path / "db")  # the service: a database holding only the built set
+    with Store(training_db) as s, Store(uri) as t:
+        t.put_centroids(s.get_centroids("g_60"))
+    settings = Settings(db=uri, cpu_workers=1, seed=False, refresh_seconds=0)
+    with TestClient(create_app(settings)) as client:
+        body = client.post(
+            "/predict?centroids=g_60", files={"file": ("a.jpg", babies[0].path.read_bytes())}
+        ).json()
+    [face] = body["faces"]
+    assert face["age"]["model"] == shipped.DEFAULT_CENTROIDS and face["uncertain"]
+
+
+def test_children_are_routed_by_the_router_stored_with_the_policy(default_set):
+    router = default_set.children.router
+    assert router is not None and router.edges == [r.below for r in default_set.children.rules]
+    boys = held_out("male", 1, 2, 4)
+    men = held_out("male", 30, 50, 4)
+    x = np.vstack([faces.encode(im, faces.detect(im)[:1]) for im in map(faces.load_image,
+                   (it.path for it in boys + men))])  # fmt: skip
+    bands = router.band(x)
+    adult = len(router.edges)
+    assert (bands[:4] < adult).all() and (bands[4:] == adult).all()
+    assert np.allclose(router.probabilities(x).sum(axis=1), 1.0)

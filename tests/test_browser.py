@@ -388,17 +388,34 @@ def test_docs_list_the_operations_offline(open_browser, live, artifacts, width):
 
 def test_age_is_shown_only_when_the_response_has_it(browser, live, lfw_female):
     result = predict(live, lfw_female)
+    assert result["faces"][0]["age"]["model"] == "g_5000-mahalanobis"  # g_60 borrows it
     open_page(browser, live)
     upload(browser, lfw_female, 1)
     age_header = browser.find_element("css selector", "th.age-col")
+    assert age_header.is_displayed()
+    assert " · age " in css(browser, ".face-box")[0].text
+    # the same real response, as an older service without ages answered it
+    result["faces"][0]["age"] = None
+    browser.execute_script("clearResult(); draw(arguments[0]);", result)
     assert not age_header.is_displayed()
     assert "age" not in css(browser, ".face-box")[0].text
-    # the same real response, as it will read once the service estimates ages
-    result["faces"][0]["age"] = {"value": 31.6, "low": 25.2, "high": 38.4}
+    result["faces"][0]["age"] = {"value": 31.6, "low": 25.2, "high": 38.4, "model": "g_60"}
     browser.execute_script("clearResult(); draw(arguments[0]);", result)
     assert age_header.is_displayed()
     assert "age 32 (25–38)" in css(browser, ".face-box")[0].text
     assert "32 (25–38)" in css(browser, "#table tbody tr")[0].text
+
+
+def test_a_face_found_on_the_second_pass_says_so_in_the_table(browser, live, lfw_female):
+    result = predict(live, lfw_female)
+    assert result["faces"][0]["detection"] == "first_pass"
+    open_page(browser, live)
+    upload(browser, lfw_female, 1)
+    assert "second pass" not in css(browser, "#table tbody tr")[0].text
+    # the same real response, as the service answers a tight crop (tests/test_ages.py)
+    result["faces"][0]["detection"] = "second_pass"
+    browser.execute_script("clearResult(); draw(arguments[0]);", result)
+    assert "found on second pass" in css(browser, "#table tbody tr")[0].text
 
 
 KEY = "browser-test-key"

@@ -25,7 +25,8 @@ def test_shipped_sets_are_complete_documents():
         assert np.linalg.norm(cs.female - cs.male) > 0.05
         assert cs.calibration.a > 0 and cs.calibration.held_out == 2 * n
         assert cs.age is not None and cs.age.source["hold_out"] == 0.2  # anfe centroids fit-age
-        assert cs.children is not None and cs.children.method == "calibrate"
+        assert cs.children is not None and cs.children.method == "child-set"
+        assert cs.children.router is not None  # bands picked by the router, not the age estimate
 
 
 def test_empty_database_is_seeded_once(db_uri):
