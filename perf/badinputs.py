@@ -45,7 +45,8 @@ def _save(img: Image.Image, fmt: str, **opts) -> bytes:
     return buf.getvalue()
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """One PNG chunk: length, type, payload and the CRC of type + payload."""
     return (
         struct.pack(">I", len(payload))
         + kind

@@ -16,6 +16,8 @@ import zlib
 
 from PIL import Image
 
+from perf.badinputs import png_chunk
+
 
 def _segments(data: bytes) -> list[tuple[int, int, int]]:
     """(marker, start, end) of each JPEG segment; a scan's end includes its entropy-coded data."""
@@ -52,12 +54,6 @@ def scan_bomb(scans: int, side: int = 6320) -> bytes:
 
 def tall_png(height: int = 39_999_999) -> bytes:
     """A valid 1 x ``height`` RGBA PNG (8 bits per channel), built row by row with zlib."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
     header = struct.pack(">IIBBBBB", 1, height, 8, 6, 0, 0, 0)  # 8-bit RGBA, no interlace
     row = b"\x00\x80\x90\xa0\xff"  # filter 0, one opaque pixel
     compressor = zlib.compressobj(9)
@@ -67,7 +63,10 @@ def tall_png(height: int = 39_999_999) -> bytes:
     parts.append(compressor.flush())
     idat = b"".join(parts)
     return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
     )
 
 
