@@ -5,8 +5,14 @@ metadata service ``169.254.169.254`` or a machine on the local network, and spel
 string check misses (``http://2130706433/``, ``http://127.1/``, ``http://0x7f.0.0.1/``,
 ``//127.0.0.1`` as a redirect target). So the host is resolved the way the connection will
 resolve it, and every address it gives is checked with :mod:`ipaddress`: loopback, private,
-shared (100.64/10), link-local, unspecified, reserved and multicast addresses are refused. Test sites and local
-mirrors pass ``allow_private=True`` (``anfe scrape --allow-private-hosts``).
+shared (100.64/10), link-local, unspecified, reserved and multicast addresses are refused. An
+IPv6 address that carries an IPv4 address (IPv4-mapped ``::ffff:0:0/96``, IPv4-compatible
+``::/96``, 6to4 ``2002::/16``, Teredo ``2001::/32``, NAT64 ``64:ff9b::/96``) is refused when
+that IPv4 address would be. IPv4-mapped and NAT64 addresses are that IPv4 address reached
+through IPv6, so they are judged by it alone (a DNS64 network answers every IPv4-only site with
+a NAT64 address); the others by both addresses. NAT64's local-use prefix ``64:ff9b:1::/48`` is
+refused whole.
+Test sites and local mirrors pass ``allow_private=True`` (``anfe scrape --allow-private-hosts``).
 
 Through a proxy the proxy resolves names, so only hosts written as addresses are checked.
 """
@@ -15,15 +21,36 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from scraper.errors import FetchError, PrivateAddress
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[Address]]  # (host, port) -> checked addresses
 
-def refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address in the last 32 bits
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local use, IPv4 anywhere
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped, 6to4, Teredo (server and
+    client), NAT64 and IPv4-compatible; none for any other address."""
+    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in NAT64 or address in IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [a for a in found if a is not None]
+
+
+def refused(address: Address) -> bool:
     """Whether a connection to this address would reach a private or special network."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = embedded_ipv4(address)
+        if address.ipv4_mapped is not None or address in NAT64:
+            return refused(carried[0])  # the IPv4 address itself, reached through IPv6
+        if address in NAT64_LOCAL or any(refused(v4) for v4 in carried):
+            return True
     return (
         not address.is_global  # private, and 100.64/10 (carrier-grade NAT, Alibaba's metadata)
         or address.is_private
@@ -35,7 +62,7 @@ def refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def literal_address(host: str) -> Address | None:
     """The address a host written as an IP literal stands for (any form ``inet_aton`` takes)."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
@@ -47,27 +74,44 @@ def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
         return None
 
 
-def check_public(url: str, resolve: bool = True) -> None:
-    """Raise :class:`PrivateAddress` if the URL's host is, or resolves to, a non-public address.
-
-    ``resolve=False`` (behind a proxy) checks only hosts written as addresses.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+def resolve(host: str, port: int) -> list[Address]:
+    """Every address ``host`` stands for, in the resolver's order; an IP literal is itself."""
     literal = literal_address(host)
     if literal is not None:
-        addresses = [literal]
-    elif not resolve:
-        return
-    else:
-        try:
-            infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError) as exc:
-            raise FetchError(f"cannot resolve host {host[:100]!r}: {exc}") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        return [literal]
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(f"cannot resolve host {host[:100]!r}: {exc}") from None
+    return list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
+
+
+def public_addresses(host: str, port: int) -> list[Address]:
+    """Resolve ``host`` once and return its addresses, all of them public.
+
+    Raises :class:`PrivateAddress` if any of them is not (a name that also answers a private
+    address is refused whole), :class:`FetchError` if the name does not resolve.
+    """
+    addresses = resolve(host, port)
     for address in addresses:
         if refused(address):
             raise PrivateAddress(
-                f"{parts.netloc[:100]} is the non-public address {address}; "
+                f"{host[:100]} is the non-public address {address}; "
                 "refused (--allow-private-hosts allows it for a local mirror)"
             )
+    return addresses
+
+
+def check_public(url: str, resolve: bool = True, resolver: Resolver = public_addresses) -> None:
+    """Raise :class:`PrivateAddress` if the URL's host is, or resolves to, a non-public address.
+
+    ``resolve=False`` (behind a proxy) checks only hosts written as addresses; ``resolver``
+    resolves and checks names (see :func:`public_addresses`).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if resolve:
+        resolver(host, port)
+    elif literal_address(host) is not None:
+        public_addresses(host, port)
