@@ -14,6 +14,10 @@ a NAT64 address); the others by both addresses. NAT64's local-use prefix ``64:ff
 refused whole.
 Test sites and local mirrors pass ``allow_private=True`` (``anfe scrape --allow-private-hosts``).
 
+A check alone does not stop DNS rebinding (a name that answers a public address to the check
+and a private one to the connection): :mod:`scraper.pinning` makes the connection itself use
+:func:`public_addresses`, so it goes only to addresses it checked.
+
 Through a proxy the proxy resolves names, so only hosts written as addresses are checked.
 """
 

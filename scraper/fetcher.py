@@ -5,6 +5,8 @@
   first URL: http(s) only (never ``file:``, ``ftp:``, ``data:``...), a public address (see
   :mod:`scraper.addresses`; ``allow_private_hosts`` for local mirrors), robots.txt and the
   per-host delay; a redirect back to a URL already visited ends as ``redirect_loop``;
+- connections go only to the addresses they checked (:mod:`scraper.pinning`), so a name cannot
+  answer a public address to the check and a private one to the connection (DNS rebinding);
 - robots.txt of every host is read once (through the same checks) and honoured, including a
   ``Crawl-delay`` longer than ours. As RFC 9309 says, a missing robots.txt or any 4xx allows
   everything, while one that cannot be read (host down, timeout, 5xx) disallows the host *for
@@ -36,7 +38,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from centroids.images import sniff_format
-from scraper.addresses import check_public
+from scraper.addresses import Resolver, check_public, public_addresses
 from scraper.errors import (
     BlockedByChallenge,
     BodyTooLarge,
@@ -50,6 +52,7 @@ from scraper.errors import (
     RobotsDisallowed,
     RobotsUnavailable,
 )
+from scraper.pinning import PinnedAdapter
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +129,17 @@ def is_challenge(status: int, headers: Mapping[str, str], body_start: bytes) -> 
 
 
 class Fetcher:
-    """GET pages and images politely. One instance per run; not shared between processes."""
+    """GET pages and images politely. One instance per run; not shared between processes.
 
-    def __init__(self, settings: FetchSettings | None = None) -> None:
+    ``resolve`` turns a host name into its checked public addresses (the default refuses
+    non-public ones); it is not used with ``allow_private_hosts``.
+    """
+
+    def __init__(
+        self, settings: FetchSettings | None = None, resolve: Resolver = public_addresses
+    ) -> None:
         self.settings = s = settings or FetchSettings()
+        self.resolve = resolve
         self.session = requests.Session()
         self.session.headers["User-Agent"] = s.user_agent
         self.session.headers.update(s.headers)
@@ -148,7 +158,10 @@ class Fetcher:
             respect_retry_after_header=False,
             raise_on_status=False,
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        if s.allow_private_hosts:
+            adapter = HTTPAdapter(max_retries=retry)
+        else:
+            adapter = PinnedAdapter(resolve, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._robots: dict[str, urllib.robotparser.RobotFileParser | FetchError] = {}
@@ -255,7 +268,8 @@ class Fetcher:
         if blocked:
             raise BlockedByChallenge(blocked)
         if not self.settings.allow_private_hosts:
-            check_public(url, resolve=not self.session.proxies.get(urlsplit(url).scheme))
+            proxied = bool(self.session.proxies.get(urlsplit(url).scheme))
+            check_public(url, resolve=not proxied, resolver=self.resolve)
 
     def _redirect_target(
         self, r: requests.Response, current: str, visited: list[str], limit: int | None = None
