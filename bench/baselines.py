@@ -43,7 +43,6 @@ class Method:
     key: str
     label: str
     make: Callable[[], Any]
-    needs_sklearn: bool = True
 
 
 def _sklearn_methods() -> list[Method]:
@@ -76,7 +75,7 @@ def classifiers(baselines: bool = True) -> list[Method]:
 
     :raises InvalidParameter: baselines asked for but scikit-learn is missing
     """
-    methods = [Method("nearest_centroid", "Nearest centroid (ANFE)", NearestCentroid, False)]
+    methods = [Method("nearest_centroid", "Nearest centroid (ANFE)", NearestCentroid)]
     if baselines:
         if not sklearn_available():
             raise InvalidParameter(

@@ -48,10 +48,6 @@ class Item:
     person: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def relpath(self) -> str:
-        return self.path.as_posix()
-
 
 def _images_under(folder: Path) -> list[Path]:
     out = []
@@ -130,13 +126,6 @@ def adults(items: list[Item], min_age: int = 18) -> list[Item]:
         if not age.strip().isdigit() or int(age) >= min_age:
             out.append(it)
     return out
-
-
-def by_gender(items: list[Item]) -> dict[str, list[Item]]:
-    groups: dict[str, list[Item]] = {"female": [], "male": []}
-    for it in items:
-        groups[it.gender].append(it)
-    return groups
 
 
 def file_hash(path: Path) -> str:
