@@ -6,9 +6,10 @@ is a function ``register(subparsers)`` that adds one parser with ``func`` set. S
 imports none of them.
 
 Every option is checked before a model is loaded or an image embedded. Errors print one line
-``anfe: error: <message>`` and exit with the error's code (2 bad usage, 3 some or all images
-failed, 4 centroids missing, 5 database unusable, 6 face encoder unusable, 130 interrupted,
-141 output pipe closed).
+``anfe: error: <message>`` and exit with the code :data:`EXIT_CODES` gives the error's code
+(2 bad usage, 3 some or all images failed, 4 centroids missing, 5 database unusable, 6 face
+encoder unusable or a download failed, 1 anything else), 130 when interrupted, 141 when the
+output pipe is closed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,21 @@ from centroids.build import DEFAULT_SIZES, BuildSpec, build, parse_sizes
 from centroids.children import DEFAULT_EDGES, ROUTINGS
 from centroids.children import DEFAULT_METHOD as DEFAULT_CHILD_METHOD
 from centroids.children import METHODS as CHILD_METHODS
-from centroids.errors import AnfeError, CentroidsNotFound, DatasetError, InvalidParameter
+from centroids.dask_pool import DaskUnavailable
+from centroids.errors import (
+    AnfeError,
+    CentroidsNotFound,
+    DatabaseUnavailable,
+    DatasetError,
+    EncoderCacheUnwritable,
+    ImageOverBudget,
+    ImageTooLarge,
+    ImageUndecodable,
+    InvalidParameter,
+    ModelFileInvalid,
+    NoCentroids,
+    UnsupportedImageType,
+)
 from centroids.faces import EmbeddingSettings
 from centroids.fit_age import fit_onto
 from centroids.predict import predict_image
@@ -37,6 +52,27 @@ from centroids.store import Store, check_uri, default_uri, describe_uri
 # subcommands that detect or encode faces: they need the dlib stack, checked before they start
 MODEL_COMMANDS = {"build", "predict", "bench", "serve", "clean"}
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+
+# The one place where error codes become exit codes, as app/errors.py maps them to HTTP statuses.
+# A code not listed exits as its nearest listed parent class does (every fetch error of the
+# scraper exits 6), else 1. The scraper's codes are spelled out: this module imports no package
+# of another subcommand.
+EXIT_CODES: dict[str, int] = {
+    InvalidParameter.code: 2,
+    DatasetError.code: 2,
+    "seed_invalid": 2,  # scraper.errors.SeedError
+    ImageUndecodable.code: 3,
+    ImageTooLarge.code: 3,
+    UnsupportedImageType.code: 3,
+    ImageOverBudget.code: 3,
+    CentroidsNotFound.code: 4,
+    NoCentroids.code: 4,
+    DatabaseUnavailable.code: 5,
+    DaskUnavailable.code: 5,
+    ModelFileInvalid.code: 6,
+    EncoderCacheUnwritable.code: 6,
+    "fetch_failed": 6,  # scraper.errors.FetchError, and its subclasses
+}
 
 EXAMPLES_BUILD = """examples:
   anfe build ../shared/data/utkface --sizes 1000,2000,5000 --min-age 18
@@ -84,6 +120,15 @@ def add_encoder_option(p: argparse.ArgumentParser) -> None:
         f"(the reference; always used for --jitters > 1); default: ${encoders.ENV_VAR} or "
         f"{encoders.DEFAULT_ENCODER}",
     )
+
+
+def exit_code(exc: AnfeError) -> int:
+    """The exit code of a project error, from :data:`EXIT_CODES` (1 for a code it lacks)."""
+    for cls in type(exc).__mro__:
+        code = vars(cls).get("code")
+        if code in EXIT_CODES:
+            return EXIT_CODES[code]
+    return 1
 
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -528,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except AnfeError as exc:
         print(f"anfe: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("anfe: interrupted; finished work is saved, rerun to resume", file=sys.stderr)
         return 130

@@ -36,7 +36,6 @@ class DaskUnavailable(AnfeError):
     """The Dask extra is not installed, or the cluster cannot be reached."""
 
     code = "dask_unavailable"
-    exit_code = 5
 
 
 def check_address(address: str) -> str:

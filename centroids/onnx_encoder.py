@@ -405,13 +405,14 @@ def main() -> int:
     """``python -m centroids.onnx_encoder``: convert now (``make install`` does), print the path."""
     import sys
 
+    from centroids.cli import exit_code
     from centroids.errors import AnfeError
 
     try:
         path, converted = converted_model()
     except AnfeError as exc:
         print(f"anfe: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code(exc)
     print(f"face encoder {'converted to' if converted else 'already converted:'} {path}")
     return 0
 

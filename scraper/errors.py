@@ -13,7 +13,6 @@ class FetchError(AnfeError):
     """A URL could not be fetched as asked."""
 
     code = "fetch_failed"
-    exit_code = 6
     transient = True
 
 
@@ -109,4 +108,3 @@ class SeedError(AnfeError):
     """A seed (CSV row, list file, URL) is malformed or names no known source."""
 
     code = "seed_invalid"
-    exit_code = 2

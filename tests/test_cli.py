@@ -137,6 +137,33 @@ def test_build_on_a_missing_folder_is_exit_2(tmp_path):
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_refused_download_is_exit_6_in_one_line(tmp_path):
+    # PrivateAddress, a fetch error of the scraper, exits with its parent FetchError's code
+    done = anfe(
+        "scrape", "--facescrub", "http://127.0.0.1:9/facescrub_actors.txt",
+        "--out", str(tmp_path / "out"), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 6
+    assert done.stderr == (
+        "anfe: error: 127.0.0.1 is the non-public address 127.0.0.1; refused "
+        "(--allow-private-hosts allows it for a local mirror)\n"
+    )
+    assert done.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_exit_code_table_covers_the_codes_it_spells_out_and_defaults_to_1():
+    from app.errors import Unauthorized
+    from centroids.cli import exit_code
+    from centroids.errors import MissingDependency
+    from scraper.errors import FetchError, HttpStatus, RobotsDisallowed, SeedError
+
+    assert exit_code(SeedError("x")) == 2
+    assert [exit_code(e) for e in (FetchError("x"), RobotsDisallowed("x"), HttpStatus("x", 404))] == [
+        6, 6, 6,
+    ]  # fmt: skip
+    assert exit_code(MissingDependency("x")) == exit_code(Unauthorized("x")) == 1
+
+
 def test_every_subcommand_has_help_with_examples():
     top = anfe("--help")
     assert top.returncode == 0
