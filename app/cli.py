@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import copy
 import errno
+import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 
 from app.metrics import MULTIPROC_ENV
 from centroids import encoders
-from centroids.cli import add_encoder_option
+from centroids.cli import add_encoder_option, to_devnull
 from centroids.errors import InvalidParameter
 from centroids.store import check_uri, default_uri, describe_uri
 
@@ -188,21 +190,39 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+class PipeSafeHandler(logging.StreamHandler):
+    """A log handler that goes quiet once the reader of its pipe has gone (``anfe serve | head -1``).
+
+    The service keeps serving and its later lines are dropped, instead of a "Logging error"
+    traceback on stderr for every access line written to the closed stdout.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            to_devnull(self.stream)
+        else:
+            super().handleError(record)
+
+
 def log_config(level: str) -> dict:
     """uvicorn's logging set-up, with the service's own ``anfe.*`` lines at ``level`` too.
 
     It is applied in every server process uvicorn starts, where the CLI's set-up does not reach.
+    Every handler is a :class:`PipeSafeHandler`.
     """
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    pipe_safe = f"{__name__}.{PipeSafeHandler.__name__}"
+    for handler in config["handlers"].values():
+        handler["class"] = pipe_safe
     config["formatters"]["anfe"] = {
         "()": "uvicorn.logging.DefaultFormatter",
         "fmt": "%(asctime)s %(levelprefix)s %(name)s: %(message)s",
     }
     config["handlers"]["anfe"] = {
         "formatter": "anfe",
-        "class": "logging.StreamHandler",
+        "class": pipe_safe,
         "stream": "ext://sys.stderr",
     }
     config["loggers"]["anfe"] = {"handlers": ["anfe"], "level": level.upper(), "propagate": False}

@@ -571,17 +571,39 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here rather than at exit
         return code
-    except AnfeError as exc:
-        print(f"anfe: error: {exc.message}", file=sys.stderr)
-        return exit_code(exc)
-    except KeyboardInterrupt:
-        print("anfe: interrupted; finished work is saved, rerun to resume", file=sys.stderr)
-        return 130
     except BrokenPipeError:
-        # the reader left (``anfe ... | head``): stop quietly, and keep Python's flush at exit
-        # from failing again on the closed descriptor
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return BROKEN_PIPE_EXIT
+        return _end(BROKEN_PIPE_EXIT)  # the reader left (``anfe ... | head``): stop quietly
+    except AnfeError as exc:
+        return _end(exit_code(exc), f"anfe: error: {exc.message}")
+    except KeyboardInterrupt:
+        return _end(130, "anfe: interrupted; finished work is saved, rerun to resume")
+
+
+def _end(code: int, line: str | None = None) -> int:
+    """Flush stdout, print ``line`` on stderr, return ``code``.
+
+    Output still buffered for a pipe whose reader has gone is dropped: the run ends with its own
+    code (an error's, not 141) and without Python's "Exception ignored ... Broken pipe" at exit,
+    which would also turn the code into 120.
+    """
+    for stream, text in ((sys.stdout, None), (sys.stderr, line)):
+        try:
+            if text is not None:
+                print(text, file=stream)
+            stream.flush()
+        except BrokenPipeError:
+            to_devnull(stream)
+    return code
+
+
+def to_devnull(stream) -> None:
+    """Point ``stream`` (stdout, stderr) at /dev/null once the reader of its pipe has gone.
+
+    Later writes, and Python's flush at exit, then succeed instead of failing again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import requests
 from PIL import Image
 
 from centroids.store import Store
-from tests.helpers import running_server
+from tests.helpers import free_port, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -178,3 +178,34 @@ def test_serve_help_has_examples():
     out = run_anfe("serve", "--help")
     assert out.returncode == 0
     assert "examples:" in out.stdout and "curl -F file=@" in out.stdout
+
+
+def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_path):
+    # `anfe serve | head -1`: the access lines that follow the first line meet a closed pipe
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [*[sys.executable, "-m", "centroids.cli", "serve"], "--port", str(port)]
+    cmd += ["--db", str(tmp_path / "db"), "--cpu-workers", "1"]
+    with open(tmp_path / "stderr.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()  # what `head -1` does once it has its line
+        assert first.startswith(f"anfe: serving {base} ".encode())
+
+        def answers() -> bool:
+            try:
+                return requests.get(base + "/health", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(answers, "anfe serve to answer", seconds=240)
+        for _ in range(3):
+            assert requests.get(base + "/centroids", timeout=30).status_code == 200
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    log_text = (tmp_path / "stderr.log").read_text()
+    assert "Application startup complete" in log_text
+    assert "Logging error" not in log_text and "Broken pipe" not in log_text, log_text

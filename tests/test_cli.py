@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -265,21 +266,69 @@ def test_predict_csv_has_one_row_per_face_and_per_failed_image(built_db, tmp_pat
     assert failed["error_code"] == "unsupported_media_type" and failed["gender"] == ""
 
 
-def test_a_closed_output_pipe_ends_quietly(tmp_path):
-    db = str(tmp_path / "db")
-    assert anfe("centroids", "seed", "--db", db).returncode == 0
-    # the Mahalanobis set's JSON (~1 MB) overflows the pipe long before `head` has read it
-    done = subprocess.run(
-        f"{' '.join(ANFE)} centroids show g_5000-mahalanobis --db {db} | head -1; "
+def piped(
+    command: list[str], reader: str, buffered: bool = True, stderr_too: bool = False
+) -> subprocess.CompletedProcess:
+    """``anfe COMMAND | READER`` in bash; anfe's exit status is the last line of stderr.
+
+    ``buffered``: stdout block-buffered, as users run anfe (no ``PYTHONUNBUFFERED``);
+    ``stderr_too``: anfe's stderr goes into the pipe as well (``2>&1``).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    redirect = " 2>&1" if stderr_too else ""
+    return subprocess.run(
+        f"{shlex.join([*ANFE, *command])}{redirect} | {reader}; "
         'echo "status=${PIPESTATUS[0]}" >&2',
         shell=True,
         executable="/bin/bash",
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
+        env={**env, **({} if buffered else {"PYTHONUNBUFFERED": "1"})},
     )
+
+
+@pytest.fixture(scope="module")
+def seeded_db(tmp_path_factory) -> str:
+    db = str(tmp_path_factory.mktemp("seeded") / "db")
+    assert anfe("centroids", "seed", "--db", db).returncode == 0
+    return db
+
+
+def test_a_closed_output_pipe_ends_quietly(seeded_db):
+    # the Mahalanobis set's JSON (~1 MB) overflows the pipe long before `head` has read it
+    done = piped(["centroids", "show", "g_5000-mahalanobis", "--db", seeded_db], "head -1")
     assert done.stdout == "{\n"
     assert done.stderr == "status=141\n"
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_predict_into_a_pipe_closed_before_its_first_line_ends_quietly(
+    seeded_db, lfw_female, buffered
+):
+    # `true` has left long before the model is loaded and the first line written
+    done = piped(["predict", str(lfw_female), "--json", "--db", seeded_db], "true", buffered)
+    assert done.stderr == "status=141\n"
+
+
+def test_an_error_after_output_to_a_closed_pipe_keeps_its_code_and_one_line(tmp_path):
+    # the list's bad lines are reported on stdout (buffered, not yet written) before the error
+    bad_list = tmp_path / "facescrub_actors.txt"
+    bad_list.write_text("not a FaceScrub line\n")
+    done = piped(["scrape", "--facescrub", str(bad_list), "--out", str(tmp_path / "o")], "true")
+    errors = [line for line in done.stderr.splitlines() if " WARNING " not in line]
+    assert errors == [
+        "anfe: error: FaceScrub list 'facescrub_actors.txt' holds no valid line",
+        "status=2",
+    ]
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_an_error_line_into_a_closed_pipe_keeps_its_code(tmp_path, buffered):
+    # `anfe ... 2>&1 | true`: the error line itself meets the closed pipe
+    args = ["predict", str(tmp_path / "nope.jpg"), "--db", str(tmp_path / "db")]
+    done = piped(args, "true", buffered, stderr_too=True)
+    assert done.stdout == "" and done.stderr == "status=2\n"
 
 
 def test_serve_on_a_busy_port_fails_at_once_in_one_line(tmp_path):
