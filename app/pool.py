@@ -18,19 +18,31 @@ and the service can stop that work without touching the others:
 - **abandoned**: a request whose client went away kills and replaces its worker at once.
 - **deaths**: a worker that dies, idle or busy, is noticed at once (its pipe closes) and
   replaced; only the request it was working for is told, with ``503 worker_failed``.
+
+A centroid set goes to a worker once, not with every image (``g_5000-mahalanobis`` pickles to
+~275 kB with its 128 x 128 whitening and child policy): each request names its set by a
+:data:`SetKey`, the set's id and the SHA-256 of its pickle, so a set replaced in the database
+under the same id is a new key. Each worker keeps its last ``sets`` sets (:class:`SetLru`) and
+the service keeps, per worker, the same LRU of keys alone: both see the same gets and puts in the
+same order, so the service knows what the worker holds without asking, and sends the pickled
+set only with a key the worker lacks. A replaced worker starts with both empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from app.errors import ClientGone, WorkerFailed
@@ -49,19 +61,63 @@ GRACE_SECONDS = 1.0
 POLL_SECONDS = 0.25
 START_TIMEOUT = 600.0
 PRELOAD = ["app.worker_models", "centroids.predict", "app.pool"]
+# centroid sets each worker keeps between requests (ANFE_WORKER_SETS)
+WORKER_SETS = 4
+
+SetKey = tuple[str, str]  # (set id, SHA-256 of the pickled set): a new key when the set changes
 
 
-def _worker_main(conn: Connection, encoder: str, threads: int) -> None:
-    """The loop of one worker process: load the models, then classify one image per message."""
+class SetLru:
+    """At most ``size`` values by key, the least recently used dropped first (``size`` 0 keeps
+    none). Deterministic: two of them given the same gets and puts hold the same keys."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any | None:
+        """The value of ``key`` (now the most recently used), or None."""
+        if key not in self._items:
+            return None
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        if self.size <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _worker_main(conn: Connection, encoder: str, threads: int, sets: int) -> None:
+    """The loop of one worker process: load the models, then classify one image per message.
+
+    A message is ``(data, key, pickled set or None, limits)``: None when the service knows this
+    worker holds the set ``key`` (see :class:`SetLru`).
+    """
     encoders.set_threads(threads)
     faces.warm_up(encoder)
+    held = SetLru(sets)
     conn.send(("ready", os.getpid()))
     while True:
         try:
-            data, cs, limits = conn.recv()
+            data, key, pickled, limits = conn.recv()
         except (EOFError, OSError):
             return  # the service closed the pipe: shut down
         try:
+            # the set first: a set received is held even when the image then fails
+            if pickled is None:
+                cs = held.get(key)
+                if cs is None:  # a bug: the service's mirror of this worker's sets is wrong
+                    raise LookupError(f"worker does not hold centroid set {key!r}")
+            else:
+                cs = pickle.loads(pickled)
+                held.put(key, cs)
             if isinstance(data, JsonImage):
                 data = image_from_json(data.body, limits["max_bytes"])
             result = predict_image(
@@ -78,10 +134,12 @@ class Worker:
     """One worker process and the parent end of its pipe; messages land in ``inbox``."""
 
     def __init__(
-        self, ctx: Any, on_exit: Callable[[Worker], None], encoder: str, threads: int
+        self, ctx: Any, on_exit: Callable[[Worker], None], encoder: str, threads: int, sets: int
     ) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, encoder, threads), daemon=True)
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, encoder, threads, sets), daemon=True
+        )
         self.proc.start()
         self.pid: int = self.proc.pid
         child.close()
@@ -93,6 +151,8 @@ class Worker:
         self._reaped = False
         self._reap_lock = threading.Lock()
         self._on_exit = on_exit
+        # the keys of the sets the process holds: its own SetLru, mirrored (see the module doc)
+        self.sets = SetLru(sets)
         asyncio.get_running_loop().add_reader(self.conn.fileno(), self._readable)
 
     def _readable(self) -> None:
@@ -131,18 +191,29 @@ class Worker:
 
 class CpuPool:
     """``size`` worker processes with the models loaded, lent to one request at a time; each
-    gives the ``encoder`` cores / ``size`` threads."""
+    gives the ``encoder`` cores / ``size`` threads and keeps its last ``sets`` centroid sets
+    (0: the set is pickled and sent with every image).
+
+    ``on_send(set_sent, nbytes)`` is told of every image sent to a worker: whether its centroid
+    set went with it, and the bytes written to the worker's pipe.
+    """
 
     def __init__(
         self,
         size: int,
         budget_seconds: float | None = None,
         encoder: str = encoders.DEFAULT_ENCODER,
+        sets: int = WORKER_SETS,
+        on_send: Callable[[bool, int], None] | None = None,
     ) -> None:
         self.size = size
         self.budget_seconds = budget_seconds
         self.encoder = encoder
+        self.sets = sets
+        self.on_send = on_send
         self.replaced = 0  # workers that died or were killed, and were replaced
+        # (key, pickle) of the sets in use, by object: each set is pickled and hashed once
+        self._pickled = SetLru(sets)
         # not fork: the service process has threads. A fork server, started clean, loads dlib's
         # detector and landmarks once; each worker is forked from it with them loaded, so a
         # killed worker is replaced in a fraction of a second
@@ -188,7 +259,7 @@ class CpuPool:
     def _spawn(self) -> Worker:
         # processes x encoder threads = the cores
         threads = encoders.threads_per_process(self.size)
-        worker = Worker(self._ctx, self._on_exit, self.encoder, threads)
+        worker = Worker(self._ctx, self._on_exit, self.encoder, threads, self.sets)
         self._workers.add(worker)
         return worker
 
@@ -264,8 +335,15 @@ class CpuPool:
         keep = False  # whether the worker finished the image and can take the next one
         try:
             loop = asyncio.get_running_loop()
-            task = (data, cs, {**limits, "budget_seconds": self.budget_seconds})
-            await loop.run_in_executor(None, _send, worker.conn, task)
+            key, pickled = self._pickle(cs)
+            if worker.sets.get(key) is None:
+                worker.sets.put(key, True)
+            else:
+                pickled = None  # the worker holds it
+            task = (data, key, pickled, {**limits, "budget_seconds": self.budget_seconds})
+            nbytes = await loop.run_in_executor(None, _send, worker.conn, task)
+            if self.on_send is not None:
+                self.on_send(pickled is not None, nbytes)
             result = await self._await_result(worker, disconnected)
             keep = True
             return result
@@ -278,6 +356,17 @@ class CpuPool:
                 self._idle.put_nowait(worker)
             elif worker.alive:
                 worker.kill()  # abandoned, overrun or cancelled: the pipe closing replaces it
+
+    def _pickle(self, cs: CentroidSet) -> tuple[SetKey, bytes]:
+        """``cs`` pickled, and its key; computed once per set object while it is in use."""
+        memo = self._pickled.get(id(cs))
+        if memo is not None and memo[0] is cs:
+            return memo[1], memo[2]
+        pickled = pickle.dumps(cs, protocol=pickle.HIGHEST_PROTOCOL)
+        # with sets=0 nothing is kept, so nothing is looked up by the hash: the set is only sent
+        key = (cs.id, hashlib.sha256(pickled).hexdigest() if self.sets else "")
+        self._pickled.put(id(cs), (cs, key, pickled))  # holding cs keeps its id() unique
+        return key, pickled
 
     async def _await_result(
         self, worker: Worker, disconnected: Callable[[], Awaitable[bool]] | None
@@ -316,11 +405,14 @@ class CpuPool:
             get.cancel()
 
 
-def _send(conn: Connection, task: tuple) -> None:
+def _send(conn: Connection, task: tuple) -> int:
+    """Write ``task`` to the worker's pipe as ``conn.send`` would; return the bytes written."""
+    buf = ForkingPickler.dumps(task)
     try:
-        conn.send(task)
+        conn.send_bytes(buf)
     except (BrokenPipeError, OSError):
         pass  # the worker died: its reader reports it
+    return len(buf)
 
 
 def _outcome(kind: str, payload: Any, worker: Worker) -> dict[str, Any]:

@@ -31,7 +31,12 @@ class Service:
             refresh_seconds=settings.refresh_seconds,
             seed=settings.seed,
         )
-        self.pool = CpuPool(settings.cpu_workers, settings.image_budget_seconds, settings.encoder)
+        self.pool = CpuPool(
+            settings.cpu_workers,
+            settings.image_budget_seconds,
+            settings.encoder,
+            settings.worker_sets,
+        )
         # every database call runs on this one thread: montydb is not thread-safe, and a slow
         # or unreachable MongoDB must not hold up the event loop
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anfe-db")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.pool import WORKER_SETS
 from centroids import faces
 from centroids.cpus import usable_cpus
 from centroids.store import default_uri
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
         15.0, gt=0, description="seconds without a byte of an unfinished body, then 408"
     )
     refresh_seconds: float = Field(2.0, ge=0, description="how often to look for changed centroids")
+    worker_sets: int = Field(
+        WORKER_SETS,
+        ge=0,
+        description="centroid sets each detection process keeps between requests "
+        "(0: the set is sent with every image)",
+    )
     seed: bool = Field(True, description="seed the shipped centroid sets into an empty database")
 
     @field_validator("centroids", mode="before")
