@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestLimit, limit=settings.limit_concurrency)  # before reading bodies
     add_cors(app, origins(settings.cors_origins))  # error answers carry CORS too
-    add_metrics(app, settings.cpu_workers)  # counts every answer, 413s included
+    metrics = add_metrics(app, settings.cpu_workers)  # counts every answer, 413s included
+    service.pool.on_send = metrics.count_sent
     app.add_middleware(SecurityHeaders)  # outermost: every answer says nosniff
     return app
 

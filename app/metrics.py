@@ -2,7 +2,8 @@
 
 Counted: HTTP requests and their latency by method, route template (``/centroids/{cid}``, never
 the raw path; ``unmatched`` for unknown paths) and status; error answers by error code (also
-each failed file of a batch); faces classified; and the detection worker processes.
+each failed file of a batch); faces classified; the detection worker processes; and what the
+service sends them: images, bytes, and centroid sets (sent once per worker and set version).
 
 Each app has its own registry (no global state between apps in one process). With several
 server processes (``anfe serve --workers N``) each would count only its own requests, so
@@ -60,6 +61,21 @@ class Metrics:
             multiprocess_mode="livesum",
         )
         self.workers.set(detection_workers)
+        self.worker_images = Counter(
+            "anfe_worker_images", "images sent to the detection workers", registry=r
+        )
+        self.worker_bytes = Counter(
+            "anfe_worker_sent_bytes",
+            "bytes pickled to the detection workers: images, limits, and a centroid set when "
+            "the worker does not hold it yet",
+            registry=r,
+        )
+        self.worker_sets = Counter(
+            "anfe_worker_set_transfers",
+            "centroid sets pickled to a detection worker: once per worker and set version, "
+            "again after a worker is replaced or has dropped the set",
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         """Every metric in the text format: this process's, or all processes' in multiprocess mode."""
@@ -68,6 +84,13 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+    def count_sent(self, set_sent: bool, nbytes: int) -> None:
+        """Count one image sent to a detection worker (``CpuPool``'s ``on_send``)."""
+        self.worker_images.inc()
+        self.worker_bytes.inc(nbytes)
+        if set_sent:
+            self.worker_sets.inc()
 
     def count_result(self, result: dict[str, Any]) -> None:
         """Count the faces of one image's answer."""
