@@ -16,6 +16,16 @@ Every request loop is bounded in count; the server listens on 127.0.0.1 only and
 at the end. Example (the figures of docs/performance.md)::
 
     .venv/bin/python perf/service.py --small 40 --large 6 --requests 96
+
+``--set-transfer N`` measures only how the centroid set reaches the detection processes, with
+the default ``g_5000-mahalanobis`` (a database seeded with the shipped sets): two servers run side
+by side, one with ``ANFE_WORKER_SETS=0`` (the set pickled and sent with every image, as before
+the workers kept sets) and one with the default; N requests go to each, alternately, on small
+LFW photos and on the same photos cut after 600 bytes (the worker receives the request, fails to
+decode it and answers 400: what is left is the cost of handing a request over, set included).
+Bytes sent to the workers and set transfers come from each server's ``/metrics``::
+
+    .venv/bin/python perf/service.py --set-transfer 200
 """
 
 from __future__ import annotations
@@ -53,19 +63,27 @@ class Server:
     """``anfe serve`` in a subprocess on 127.0.0.1, ready once ``/health`` answers 200."""
 
     def __init__(
-        self, db: Path, workers: int, cpu_workers: int, encoder: str | None = None
+        self,
+        db: Path,
+        workers: int,
+        cpu_workers: int,
+        encoder: str | None = None,
+        centroids: str = CENTROIDS,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [ANFE, "serve", "--db", str(db), "--port", str(self.port), "--no-seed"]
         cmd += ["--workers", str(workers), "--cpu-workers", str(cpu_workers)]
-        cmd += ["--centroids", CENTROIDS, "--log-level", "warning"]
+        cmd += ["--centroids", centroids, "--log-level", "warning"]
         cmd += ["--encoder", encoder] if encoder else []
-        self.log = (
-            db.parent / f"serve-{workers}x{cpu_workers}{'-' + encoder if encoder else ''}.log"
+        self.log = db.parent / (
+            f"serve-{workers}x{cpu_workers}{'-' + encoder if encoder else ''}-{self.port}.log"
         )
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
         self.label = f"--workers {workers} --cpu-workers {cpu_workers}"
         self.label += f" --encoder {encoder}" if encoder else ""
         self.workers = workers
@@ -174,13 +192,13 @@ def _detection_processes(server) -> list:
     return [w for f in server.children() if _kind(f) == "forkserver" for w in f.children()]
 
 
-def post(session: requests.Session, url: str, data: bytes) -> float:
+def post(session: requests.Session, url: str, data: bytes, expect: int = 200) -> float:
     t0 = time.perf_counter()
     r = session.post(
         url + "/predict", files={"file": ("photo.jpg", data, "image/jpeg")}, timeout=300
     )
     elapsed = time.perf_counter() - t0
-    if r.status_code != 200:
+    if r.status_code != expect:
         raise SystemExit(f"/predict answered {r.status_code}: {r.text[:300]}")
     return elapsed
 
@@ -250,6 +268,104 @@ def naive_predict(data: bytes, cs) -> float:
     return time.perf_counter() - t0
 
 
+def metrics(url: str) -> dict[str, float]:
+    """The server's unlabelled counters, by sample name (``anfe_worker_sent_bytes_total``, ...)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url + "/metrics", timeout=30).text
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.labels
+    }
+
+
+def set_transfer(work: Path, n: int, clients_photos: int) -> None:
+    """``/predict`` with g_5000-mahalanobis: the set sent with every image against kept sets."""
+    import pickle
+
+    from centroids import shipped
+    from centroids.store import Store
+
+    cid = shipped.DEFAULT_CENTROIDS
+    db = work / "db-shipped"
+    with Store(str(db)) as store:
+        shipped.seed(store)
+        cs = shipped.load_centroid_set(store, cid)
+    blob = pickle.dumps(cs, protocol=pickle.HIGHEST_PROTOCOL)
+    t0 = time.perf_counter()
+    for _ in range(100):
+        pickle.loads(pickle.dumps(cs, protocol=pickle.HIGHEST_PROTOCOL))
+    round_trip = (time.perf_counter() - t0) / 100 * 1000
+    print(f"{cid} pickled: {len(blob):,} bytes; pickle + unpickle in one process: "
+          f"{round_trip:.2f} ms\n")  # fmt: skip
+
+    rows = common.balanced_sample(common.LFW, clients_photos, 7)
+    small = [(common.LFW / r["path"]).read_bytes() for r in rows]
+
+    # (photos, the status the worker answers them with)
+    kinds = {
+        "small 250x250": (small, 200),
+        "JPEG cut at 600 bytes (400)": ([d[:600] for d in small], 400),
+    }
+    cores = len(os.sched_getaffinity(0))
+    variants = {"set with every image (ANFE_WORKER_SETS=0)": "0", "sets kept (default)": None}
+    servers = {
+        name: Server(db, 1, cores, centroids=cid, env={"ANFE_WORKER_SETS": v} if v else None)
+        for name, v in variants.items()
+    }
+    rows_out, per = [], {}
+    try:
+        for server in servers.values():
+            server.__enter__()
+        sessions = {name: requests.Session() for name in servers}
+        for kind, (photos, status) in kinds.items():
+            for name, server in servers.items():  # warm: every worker loads the set once
+                for d in photos[: 2 * cores]:
+                    post(sessions[name], server.url, d, status)
+            before = {name: (metrics(s.url), s.cpu_seconds()) for name, s in servers.items()}
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            for i in range(n):  # alternate, so both servers see the same machine
+                for name, server in servers.items():
+                    data = photos[i % len(photos)]
+                    times[name].append(post(sessions[name], server.url, data, status))
+            for name, server in servers.items():
+                m0, c0 = before[name]
+                m1 = metrics(server.url)
+                images = m1["anfe_worker_images_total"] - m0["anfe_worker_images_total"]
+                sent = m1["anfe_worker_sent_bytes_total"] - m0["anfe_worker_sent_bytes_total"]
+                sets = m1["anfe_worker_set_transfers_total"] - m0["anfe_worker_set_transfers_total"]
+                cpu = (server.cpu_seconds() - c0) / n * 1000
+                p50, p95, _ = percentiles(times[name])
+                mean = float(np.mean(times[name])) * 1000
+                per[(kind, name)] = (sent / images, p50, mean, cpu)
+                rows_out.append([kind, name, n, sets, sent / images, p50, p95, mean, cpu])
+    finally:
+        for server in servers.values():
+            server.__exit__()
+    print(
+        common.table(
+            ["photos", "server", "requests", "set transfers", "bytes to worker/request",
+             "p50 ms", "p95 ms", "mean ms", "server CPU ms/request"],
+            rows_out,
+        )
+    )  # fmt: skip
+    print()
+    old, new = variants
+    ratios = []
+    for kind in kinds:
+        (b0, p0, m0, c0), (b1, p1, m1, c1) = per[(kind, old)], per[(kind, new)]
+        ratios.append([kind, b0 / b1, p0 / p1, m0 / m1, c0 / c1, m0 - m1])
+    print(
+        common.table(
+            ["photos", "bytes/request: before / kept", "p50: before / kept",
+             "mean: before / kept", "CPU/request: before / kept", "mean ms saved"],
+            ratios,
+        )
+    )  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--small", type=int, default=40, help="LFW photos (default: %(default)s)")
@@ -258,12 +374,23 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--naive-large", type=int, default=4, help="naive calls on large photos")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument(
+        "--set-transfer",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only measure how g_5000-mahalanobis reaches the workers: N requests per server "
+        "and photo size (the set sent with every image, against sets kept by the workers)",
+    )
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="anfe-bench-service-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {common.machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"work folder: {work}\n")
+    if args.set_transfer:
+        set_transfer(work, args.set_transfer, args.small)
+        return 0
 
     # a centroid set to serve, built from real crops into a fresh embedded database
     db = work / "db"
