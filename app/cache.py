@@ -2,9 +2,12 @@
 
 montydb scans a whole collection per query and is not safe under concurrent use, so the service
 reads the database only here, from one thread (see ``main.py``), and at most every
-``refresh_seconds``: it asks for the cheap ``centroids_version()`` fingerprint and reloads the
-sets only when it changed. A new ``g_N`` built while the service runs therefore appears without
-a restart, and an unreachable database answers 503 until it is back, then the service recovers.
+``refresh_seconds``: it asks for the ``centroids_version()`` fingerprint (each set's id,
+``created_at`` and ``revision``, the content stamp every write gets) and reloads the sets only
+when it changed. A new ``g_N`` built while the service runs therefore appears without a restart,
+and so does a set stored again with its ``created_at`` kept (``anfe centroids fit-age``, a
+re-seeded shipped set); an unreachable database answers 503 until it is back, then the service
+recovers.
 """
 
 from __future__ import annotations

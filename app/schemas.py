@@ -111,7 +111,10 @@ class CentroidSummary(BaseModel):
     source: dict[str, Any] = {}
     calibration: dict[str, Any] = {}
     working_range: dict[str, Any] = {}
-    created_at: str | None = None
+    created_at: str | None = Field(None, description="when the set was built")
+    revision: str | None = Field(
+        None, description="SHA-256 of the stored document, new at every write that changes it"
+    )
     default: bool = Field(False, description="used when a request names no set")
 
     @field_validator("source")

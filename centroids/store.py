@@ -7,7 +7,9 @@ both support is used.
 
 Collections of database ``anfe`` (see DESIGN.md): ``centroids``, one document per centroid set,
 written with a single ``replace_one`` so a reader sees either the old or the new document, never
-half of one; and ``embeddings``, a cache keyed by ``<image sha256>:<embedding settings>``.
+half of one, and stamped at every write with its ``revision`` (the SHA-256 of its other fields),
+so a reader can tell a rewritten set from the one it holds by that short field alone; and
+``embeddings``, a cache keyed by ``<image sha256>:<embedding settings>``.
 
 montydb scans a whole collection for every query (even by ``_id``), so the embedding cache is
 read in bulk, once per build, rather than one document at a time.
@@ -16,6 +18,7 @@ read in bulk, once per build, rather than one document at a time.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -25,6 +28,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
 
@@ -164,12 +169,18 @@ class Store:
     # -- centroids ------------------------------------------------------------------------------
 
     def put_centroids(self, doc: dict[str, Any]) -> None:
-        """Write one whole centroid document atomically (insert or replace)."""
+        """Write one whole centroid document atomically (insert or replace).
+
+        The stored copy carries ``revision``: :func:`centroid_revision` of ``doc`` (``doc`` itself
+        is left as it is). Every write stamps it, so a rewrite that keeps ``created_at`` (``anfe
+        centroids fit-age``, a re-seeded shipped set) still changes :meth:`centroids_version`.
+        """
         cid = doc.get("_id", "")
         if not CENTROID_ID.match(cid):
             raise InvalidParameter(f"centroid id {cid!r} is not of the form g_N or g_N-mode")
         self._writable()
-        self._call(lambda: self.centroids.replace_one({"_id": cid}, doc, upsert=True))
+        stamped = {**doc, "revision": centroid_revision(doc)}
+        self._call(lambda: self.centroids.replace_one({"_id": cid}, stamped, upsert=True))
 
     def find_centroids(self, cid: str) -> dict[str, Any] | None:
         """Return the centroid document ``cid``, or None when there is none."""
@@ -196,9 +207,19 @@ class Store:
         return res.deleted_count > 0
 
     def centroids_version(self) -> tuple:
-        """A cheap fingerprint of the stored sets (ids and creation times) to detect changes."""
-        docs = self._call(lambda: list(self.centroids.find({}, {"_id": 1, "created_at": 1})))
-        return tuple(sorted((d["_id"], str(d.get("created_at", ""))) for d in docs))
+        """A fingerprint of the stored sets that changes with every write of any of them.
+
+        Made of each set's id, ``created_at`` and ``revision`` alone, never its arrays: MongoDB
+        sends only these fields. (montydb decodes every whole document of a query all the same:
+        this costs about as much as reading the sets, but sends nothing more to compare.) A
+        document written without a ``revision`` (by a release before it) counts by ``created_at``.
+        """
+        fields = {"_id": 1, "created_at": 1, "revision": 1}
+        docs = self._call(lambda: list(self.centroids.find({}, fields)))
+        stamps = (
+            (d["_id"], str(d.get("created_at", "")), str(d.get("revision", ""))) for d in docs
+        )
+        return tuple(sorted(stamps))
 
     # -- embeddings -----------------------------------------------------------------------------
 
@@ -247,6 +268,17 @@ def without_arrays(doc: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out.get(key), dict):
             out[key] = {k: v for k, v in out[key].items() if k not in arrays}
     return out
+
+
+def centroid_revision(doc: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a centroid document's fields but ``revision``, as JSON with sorted keys.
+
+    Equal for equal content whatever the key order, so writing a set again unchanged keeps its
+    revision; any changed field (a vector, the age model, ``created_at``) changes it.
+    """
+    content = {k: v for k, v in doc.items() if k != "revision"}
+    text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(text).hexdigest()
 
 
 def embedding_id(sha256: str, settings_key: str) -> str:

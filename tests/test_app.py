@@ -20,6 +20,7 @@ from PIL import Image
 
 from app import Settings, create_app
 from centroids.store import Store
+from tests.test_worker_sets import swapped
 
 MAX_BYTES = 200_000  # LFW photos are ~15 KB; a larger limit is tested with an upscaled photo
 
@@ -357,6 +358,82 @@ def test_new_centroid_set_is_served_without_restart(served, small_centroids_doc,
         with Store(uri) as s:
             s.delete_centroids("g_61")
     assert_error(client.get("/centroids/g_61"), 404, "centroids_not_found")
+
+
+def test_set_stored_again_with_its_created_at_is_used_by_the_next_request(served, lfw_female):
+    """Stored again the way `anfe centroids fit-age` does: same created_at, other content."""
+    client, uri = served
+    photo = upload(lfw_female.read_bytes())
+    before = client.post("/predict?centroids=g_60", files=photo).json()["faces"][0]
+    assert before["gender"] == "female"
+    with Store(uri) as s:
+        original = s.get_centroids("g_60")  # every field as stored, created_at included
+        s.put_centroids(swapped(original, original["created_at"]))
+    try:
+        after = client.post("/predict?centroids=g_60", files=photo).json()["faces"][0]
+        assert after["gender"] == "male"
+        assert after["distances"]["female"] == pytest.approx(before["distances"]["male"])
+        listed = client.get("/centroids/g_60").json()
+        assert listed["created_at"] == original["created_at"]
+        assert listed["revision"] != original["revision"]
+    finally:
+        with Store(uri) as s:
+            s.put_centroids(original)
+    restored = client.post("/predict?centroids=g_60", files=photo).json()["faces"][0]
+    assert restored["gender"] == "female"
+
+
+def test_shipped_set_reseeded_over_an_older_copy_is_used_by_the_next_request(served, lfw_female):
+    """`shipped.seed` replaces a copy seeded by an older release: same id, same created_at."""
+    from centroids import shipped
+
+    client, uri = served
+    docs = shipped.shipped_documents()
+    older = {k: v for k, v in docs[0].items() if k not in ("age", "children")}
+    cid = older["_id"]
+    with Store(uri) as s:  # the other shipped sets as shipped: seeding adds no new id
+        for doc in [older, *docs[1:]]:
+            s.put_centroids(doc)
+    try:
+        photo = upload(lfw_female.read_bytes())
+        face = client.post(f"/predict?centroids={cid}", files=photo).json()["faces"][0]
+        assert face["age"]["model"] == shipped.DEFAULT_CENTROIDS  # borrowed: the copy has none
+        with Store(uri) as s:
+            assert shipped.seed(s) == [cid]
+        face = client.post(f"/predict?centroids={cid}", files=photo).json()["faces"][0]
+        assert face["age"]["model"] == cid  # its own, as shipped
+        assert "age" in client.get(f"/centroids/{cid}").json()
+    finally:
+        with Store(uri) as s:
+            for doc in docs:
+                s.delete_centroids(doc["_id"])
+    assert [c["id"] for c in client.get("/centroids").json()["centroids"]] == ["g_60"]
+
+
+def test_cache_rereads_a_set_stored_again_at_its_next_refresh(tmp_path, small_centroids_doc):
+    """Between two looks at the database the service answers with what it holds; then the new."""
+    from app.cache import CentroidCache
+
+    uri = str(tmp_path / "db")
+    with Store(uri) as s:
+        s.put_centroids(small_centroids_doc)
+    now = [0.0]
+    cache = CentroidCache(uri, refresh_seconds=5, seed=False, clock=lambda: now[0])
+    try:
+        cache.refresh()
+        female = cache.get("g_60").female.copy()
+        with Store(uri) as s:
+            doc = s.get_centroids("g_60")
+            s.put_centroids(swapped(doc, doc["created_at"]))
+        now[0] = 4.0
+        cache.refresh()
+        assert (cache.get("g_60").female == female).all()
+        now[0] = 5.0
+        cache.refresh()
+        assert (cache.get("g_60").male == female).all()
+        assert not (cache.get("g_60").female == female).all()
+    finally:
+        cache.close()
 
 
 def test_database_folder_gone_is_503_and_the_service_recovers(served, lfw_female):

@@ -126,10 +126,10 @@ def kill_group(proc: subprocess.Popen) -> bool:
 
 
 def documents(db: str) -> tuple[dict[str, dict], list[dict]]:
-    """(centroid documents by id without created_at, embedding documents)."""
+    """(centroid documents by id without created_at and the revision over it, embeddings)."""
     with Store(db) as s:
         cents = {
-            d["_id"]: {k: v for k, v in d.items() if k != "created_at"}
+            d["_id"]: {k: v for k, v in d.items() if k not in ("created_at", "revision")}
             for d in s.list_centroids(with_vectors=True)
         }
         embs = list(s.embeddings.find({}))

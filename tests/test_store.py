@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
-from centroids.store import Store
+from centroids.store import Store, centroid_revision
 
 
 def _doc(cid: str, value: float, n: int = 10) -> dict:
@@ -60,6 +60,29 @@ def test_version_changes_when_a_set_is_written(store):
     before = store.centroids_version()
     store.put_centroids(_doc("g_20", 0.3))
     assert store.centroids_version() != before
+
+
+def test_version_changes_when_a_set_is_stored_again_with_its_created_at(store):
+    """As `anfe centroids fit-age` does: the stored document, new fields, the rest as it was."""
+    store.put_centroids(_doc("g_20", 0.3))
+    before, stamp = store.centroids_version(), store.get_centroids("g_20")["revision"]
+    doc = store.get_centroids("g_20")
+    doc["age"] = {"method": "ridge"}
+    store.put_centroids(doc)
+    after = store.get_centroids("g_20")
+    assert after["created_at"] == "t0.3" and after["revision"] != stamp
+    assert store.centroids_version() != before
+
+
+def test_writing_a_set_again_unchanged_keeps_its_version_and_the_callers_document(store):
+    doc = _doc("g_20", 0.3)
+    store.put_centroids(doc)
+    before = store.centroids_version()
+    assert "revision" not in doc
+    store.put_centroids(doc)
+    store.put_centroids(store.get_centroids("g_20"))  # read back, stamp and all
+    assert store.centroids_version() == before
+    assert store.get_centroids("g_20")["revision"] == centroid_revision(doc)
 
 
 def test_embedding_cache_round_trip_and_duplicate_ids_are_kept_once(store):
