@@ -23,6 +23,7 @@ from centroids.children import (
     DEFAULT_METHOD,
     METHODS,
     ROUTINGS,
+    Router,
     abstain_policy,
     fit_age_and_children,
 )
@@ -134,6 +135,7 @@ def score(
                     "routing": routing,
                     "edges": list(edges),
                     "rules": [r.to_doc() for r in fitted.children.rules],
+                    **_router_choice(fitted.children.router),
                     **answers(fitted.classify(x_test), a_test, g_test),
                 }
             )
@@ -158,6 +160,17 @@ def score(
         "age_model": {k: v for k, v in age_model.to_doc().items() if k not in ("mean", "weights")},
         "age_errors": age_errors(age_model, x_test, a_test),
         "policies": policies,
+    }
+
+
+def _router_choice(router: Router | None) -> dict[str, Any]:
+    """The router's thresholds and the train-side figures they were chosen by."""
+    if router is None:
+        return {}
+    return {
+        "adult_confidence": router.adult_confidence,
+        "young_confidence": router.young_confidence,
+        "selection": router.selection,
     }
 
 

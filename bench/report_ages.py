@@ -61,11 +61,50 @@ def ages_markdown(results: dict[str, Any]) -> list[str]:
          "men answered %", "wrong among them % (n)", "answered %", "balanced % (all answers)"],
         rows,
     )  # fmt: skip
+    lines += selection_markdown(a["policies"])
     lines += _table(
         ["policy", "ECE all ages", "ECE 18+"],
         [[p["name"], _num(p["ece"], 4), _num(p["ece_adults"], 4)] for p in a["policies"]],
     )
     return lines
+
+
+def selection_markdown(policies: list[dict[str, Any]]) -> list[str]:
+    """How each router's thresholds were chosen: every candidate's train-side figures."""
+    routed = [p for p in policies if p.get("selection")]
+    if not routed:
+        return []
+    lines = [
+        "The router's thresholds of each policy, chosen on the train side's faces (cross-fitted "
+        "bands and children's margins): among the pairs keeping adults within 0.5 point of "
+        "answers and 0.1 point of balanced accuracy and answering at least 30 % of children, "
+        "the fewest wrong answers to children (`centroids.children.choose_routing`):",
+        "",
+    ]
+    lines += _table(
+        ["policy", "adult_confidence", "young_confidence", "children answered %",
+         "children's wrong answers", "worst child band and gender: wrong %",
+         "adults answered, change (points)", "adults balanced, change (points)",
+         "adults within bounds"],
+        [
+            [p["name"] + (" **(chosen)**" if _chosen(p, r) else ""),
+             f"{r['adult_confidence']:.2f}", _num(r["young_confidence"]),
+             _pct(r["children_answered"]), str(r["children_wrong_answers"]),
+             _pct(r["children_wrong_worst"]), _num(100 * r["adults_answered_change"]),
+             _num(100 * r["adults_balanced_change"]),
+             "yes" if r["adults_within_bounds"] else "no"]
+            for p in routed
+            for r in p["selection"]
+        ],
+    )  # fmt: skip
+    return lines
+
+
+def _chosen(policy: dict[str, Any], row: dict[str, Any]) -> bool:
+    return (row["adult_confidence"], row["young_confidence"]) == (
+        policy["adult_confidence"],
+        policy["young_confidence"],
+    )
 
 
 def tight_markdown(results: dict[str, Any]) -> list[str]:

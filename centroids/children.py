@@ -4,13 +4,16 @@ A centroid set's calibration is fitted on adults; on children its margin means l
 mostly nearer the female centroid, with a confident margin). A :class:`ChildPolicy`, stored as the
 ``children`` field of the set's document, takes over for faces that its :class:`Router` does not
 call adult (or, for a policy without a router, whose estimated age, the set's
-:class:`centroids.age.AgeModel`, lies below its last band edge). Per band it holds a logistic model of the *signed* margin ``s = d_male - d_female`` (positive: nearer the female
-reference), p(female) = sigmoid(a * s + b), fitted on faces of that band whose gender is known, so
-the answer is the more likely gender under that model, its confidence is max(p, 1 - p), and the
-answer is ``uncertain`` below a confidence threshold, one for "female" answers and one for "male"
-answers, each at least the set's own 0.75, chosen to answer as many faces of the band as possible
-while at most ``max_wrong`` of the answers given to the faces of each gender are wrong (a band
-where no threshold does that is always uncertain). Methods:
+:class:`centroids.age.AgeModel`, lies below its last band edge). Per band it holds a logistic
+model of the *signed* margin ``s = d_male - d_female`` (positive: nearer the female reference),
+p(female) = sigmoid(a * s + b), fitted on the faces routed to that band whose gender and age are
+known, so the answer is the more likely gender under that model, its confidence is
+max(p, 1 - p), and the answer is ``uncertain`` below a confidence threshold, one for "female"
+answers and one for "male" answers, each at least the set's own 0.75, chosen to answer as many
+faces of the band as possible while, for each gender *and each true age band* (0-3, 4-12, 13-17,
+18+) among those faces, at most ``max_wrong`` of the answers are wrong: babies routed to the 4-13
+band count as babies, so a threshold that suits the 4-12-year-olds but not them is refused (a
+band where no threshold does that is always uncertain). Methods:
 
 - ``calibrate``: the signed margin of the set itself (same references, new calibration per band);
 - ``child-set``: the signed margin to a second pair of references in the same mode, fitted on
@@ -23,7 +26,8 @@ The :class:`Router` is a multinomial logistic regression of the age band (under 
 adult) on the 128-d embedding, fitted on the same faces; a face goes to the adults (the set's own
 answer) when the router gives the adult band at least ``adult_confidence``, otherwise to the most
 likely child band. It sends fewer children the adults' way than the ridge age estimate does
-(``docs/results.md``, "Routing children"). Like the age model it depends only on the embedding, so
+(``docs/results.md``, "Routing children"). ``adult_confidence`` is chosen on the faces the policy
+is fitted on, never on test faces (:func:`choose_adult_confidence`). Like the age model it depends only on the embedding, so
 a set without its own policy can borrow it to abstain on the faces it routes to a child band
 (:func:`abstain_policy`).
 """
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from centroids.age import AgeModel
+from centroids.age import AGE_BANDS, AgeModel, band_name, band_of
 from centroids.errors import InvalidParameter
 
 if TYPE_CHECKING:
@@ -45,6 +49,15 @@ METHODS = ("calibrate", "child-set", "abstain")
 DEFAULT_METHOD = "child-set"  # chosen by anfe bench --ages (docs/results.md)
 DEFAULT_EDGES = (4.0, 13.0, 18.0)
 DEFAULT_ADULT_CONFIDENCE = 0.7  # router: the adults' answer only when p(adult) reaches this
+YOUNG_BELOW = 4.0  # faces under this age are never answered: their bands are always uncertain
+# chosen on the train faces (choose_routing): the router's adult_confidence, and young_confidence,
+# the probability of the bands under YOUNG_BELOW from which a face is uncertain wherever it goes
+ADULT_CONFIDENCES = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+YOUNG_CONFIDENCES = (0.1, 0.2, 0.3, 0.4, 0.5, None)  # None: no such gate
+ADULTS_ANSWERED_SLACK = 0.005  # adults may lose at most this share of their answers (0.5 point)
+ADULTS_BALANCED_SLACK = 0.001  # and at most this much balanced accuracy (0.1 point)
+MIN_CHILDREN_ANSWERED = 0.3  # the share of children the routing should still answer (issue 13)
+YOUNG_CONFIDENCE = 0.5  # the confidence given to faces likely under YOUNG_BELOW: a coin toss
 ROUTER_C = 1.0  # inverse L2 strength of the router's logistic regression (scikit-learn's C)
 DEFAULT_MAX_WRONG = 0.08  # below the 10 % target, to leave room for the test faces
 CHILD_AGE = 18  # the child references are fitted on faces younger than this
@@ -69,6 +82,11 @@ class BandRule:
     faces: int = 0  # faces the rule was fitted on
     answered: float = 0.0  # share of them answered (not uncertain)
     wrong: dict[str, float] = field(default_factory=dict)  # among answers, per true gender given
+
+    @property
+    def never_answers(self) -> bool:
+        """No model was fitted: every face of the band is uncertain."""
+        return self.a == 0.0 and all(t >= ALWAYS for t in self.uncertain_below.values())
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -104,6 +122,11 @@ class Router:
     weights: np.ndarray  # (len(edges) + 1, 128)
     intercepts: np.ndarray  # (len(edges) + 1,)
     adult_confidence: float = DEFAULT_ADULT_CONFIDENCE
+    # a face whose probability of the bands under young_below reaches this is uncertain (None: off)
+    young_confidence: float | None = None
+    young_below: float = YOUNG_BELOW
+    # every candidate (adult_confidence, young_confidence)'s figures on the train faces
+    selection: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def fit(
@@ -115,7 +138,8 @@ class Router:
         adult_confidence: float = DEFAULT_ADULT_CONFIDENCE,
         seed: int = 0,
     ) -> tuple[Router, np.ndarray]:
-        """The router fitted on all of ``x``, and each face's band from a router fitted without it.
+        """The router fitted on all of ``x``, and each face's band probabilities (n, bands) from a
+        router fitted without it (5 folds).
 
         Uses scikit-learn's ``LogisticRegression`` (lbfgs, multinomial) rather than a hand-written
         solver: it is already a dependency (the Mahalanobis mode's Ledoit-Wolf).
@@ -135,10 +159,10 @@ class Router:
             return cls(list(edges), clf.coef_, clf.intercept_, adult_confidence)
 
         folds = np.random.default_rng(seed).permutation(len(x)) % FOLDS
-        bands = np.empty(len(x), dtype=np.int64)
+        probabilities = np.empty((len(x), len(edges) + 1))
         for k in range(FOLDS):
-            bands[folds == k] = fitted(folds != k).band(x[folds == k])
-        return fitted(np.ones(len(x), dtype=bool)), bands
+            probabilities[folds == k] = fitted(folds != k).probabilities(x[folds == k])
+        return fitted(np.ones(len(x), dtype=bool)), probabilities
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """p(band) of every row of ``x`` (n, 128): (n, len(edges) + 1)."""
@@ -147,10 +171,13 @@ class Router:
         return z / z.sum(axis=1, keepdims=True)
 
     def band(self, x: np.ndarray) -> np.ndarray:
-        """Band index of every face: ``len(edges)`` (adult) when p(adult) >= adult_confidence."""
-        p = self.probabilities(x)
-        adult = len(self.edges)
-        return np.where(p[:, adult] >= self.adult_confidence, adult, p[:, :adult].argmax(axis=1))
+        """Band index of every face: ``len(edges)`` (adult) when p(adult) >= adult_confidence, -1
+        (uncertain, whatever band) when p(under young_below) >= young_confidence."""
+        return band_at(self.probabilities(x), self.adult_confidence, self.young_gate())
+
+    def young_gate(self) -> tuple[int, float | None]:
+        """(how many bands lie under ``young_below``, ``young_confidence``)."""
+        return sum(e <= self.young_below for e in self.edges), self.young_confidence
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -159,6 +186,9 @@ class Router:
             "weights": self.weights.tolist(),
             "intercepts": self.intercepts.tolist(),
             "adult_confidence": self.adult_confidence,
+            "young_confidence": self.young_confidence,
+            "young_below": self.young_below,
+            "selection": [dict(r) for r in self.selection],
         }
 
     @classmethod
@@ -168,6 +198,11 @@ class Router:
             weights=np.asarray(doc["weights"], dtype=np.float64),
             intercepts=np.asarray(doc["intercepts"], dtype=np.float64),
             adult_confidence=float(doc.get("adult_confidence", DEFAULT_ADULT_CONFIDENCE)),
+            young_confidence=(
+                None if doc.get("young_confidence") is None else float(doc["young_confidence"])
+            ),
+            young_below=float(doc.get("young_below", 0.0)),  # older documents: no young bands
+            selection=[dict(r) for r in doc.get("selection", [])],
         )
         if router.weights.shape != (len(router.edges) + 1, 128) or router.intercepts.shape != (
             len(router.edges) + 1,
@@ -200,29 +235,19 @@ class ChildPolicy:
     ) -> None:
         """Rewrite, in ``preds``, the answers of faces routed to a band (by the router or age)."""
         band = self.bands(x, age)
-        signed = None
-        for i, rule in enumerate(self.rules):
-            rows = np.flatnonzero(band == i)
-            if not len(rows):
-                continue
-            if self.method == "abstain":
-                preds.uncertain[rows] = True
-                continue
-            if signed is None:
-                d_f, d_m = (self.reference or cs).distances(x)
-                signed = d_m - d_f
-            p_female = _sigmoid(rule.a * signed[rows] + rule.b)
-            preds.gender[rows] = np.where(p_female >= 0.5, "female", "male")
-            preds.confidence[rows] = np.maximum(p_female, 1.0 - p_female)
-            threshold = np.where(
-                preds.gender[rows] == "female",
-                rule.uncertain_below["female"],
-                rule.uncertain_below["male"],
-            )
-            preds.uncertain[rows] = preds.confidence[rows] < threshold
-            if self.reference is not None:
-                preds.d_female[rows], preds.d_male[rows] = d_f[rows], d_m[rows]
-                preds.margin[rows] = np.abs(signed[rows])
+        young = band < 0  # likely under young_below: uncertain, the set's answer at a coin toss
+        preds.uncertain[young], preds.confidence[young] = True, YOUNG_CONFIDENCE
+        routed = (band >= 0) & (band < len(self.rules))
+        if not routed.any():
+            return
+        signed, d_f, d_m = None, None, None
+        if self.method != "abstain":
+            d_f, d_m = (self.reference or cs).distances(x)
+            signed = d_m - d_f
+        _answer(self.rules, band, signed, preds.gender, preds.uncertain, preds.confidence)
+        if self.reference is not None:
+            preds.d_female[routed], preds.d_male[routed] = d_f[routed], d_m[routed]
+            preds.margin[routed] = np.abs(signed[routed])
 
     def to_doc(self) -> dict[str, Any]:
         """The ``children`` field of a centroid document."""
@@ -270,49 +295,6 @@ def abstain_policy(router: Router) -> ChildPolicy:
     return ChildPolicy("abstain", rules, router=router, source={"borrowed_router": True})
 
 
-def fit_policy(
-    cs: CentroidSet,
-    x: np.ndarray,
-    ages: np.ndarray,
-    genders: np.ndarray,
-    bands: np.ndarray,
-    *,
-    method: str = DEFAULT_METHOD,
-    edges: tuple[float, ...] = DEFAULT_EDGES,
-    max_wrong: float = DEFAULT_MAX_WRONG,
-    seed: int = 0,
-    source: dict[str, Any] | None = None,
-    router: Router | None = None,
-) -> ChildPolicy:
-    """Fit a policy for ``cs`` on faces of every age whose gender and age are known.
-
-    :param x: embeddings (n, 128) of faces of all ages (not the faces ``cs`` was built from)
-    :param ages: their true ages; ``genders``: their true genders ("female"/"male")
-    :param bands: the band index (0 .. len(edges), the last: adult) each face is routed to, by a
-        router or an age model fitted without it
-    :param router: the router the policy will route new faces with (None: the estimated age)
-    """
-    if method not in METHODS:
-        raise InvalidParameter(f"unknown children method {method!r}; choose from {METHODS}")
-    if not edges or list(edges) != sorted(edges) or edges[0] <= 0:
-        raise InvalidParameter("age band edges must be positive and increasing")
-    x = np.asarray(x, dtype=np.float64)
-    ages = np.asarray(ages)
-    genders = np.asarray(genders)
-    bands = np.asarray(bands)
-    reference, signed = None, None
-    if method == "child-set":
-        reference, signed = _child_references(cs, x, ages, genders, seed)
-    elif method == "calibrate":
-        d_f, d_m = cs.distances(x)
-        signed = d_m - d_f
-    rules = [
-        _fit_rule(float(below), signed, genders, bands == i, max_wrong)
-        for i, below in enumerate(edges)
-    ]
-    return ChildPolicy(method, rules, reference, max_wrong, dict(source or {}), router)
-
-
 def fit_age_and_children(
     cs: CentroidSet,
     x: np.ndarray,
@@ -324,8 +306,13 @@ def fit_age_and_children(
     seed: int = 0,
     source: dict[str, Any] | None = None,
     routing: str = DEFAULT_ROUTING,
+    max_wrong: float = DEFAULT_MAX_WRONG,
 ) -> CentroidSet:
     """``cs`` with an age model and a child policy fitted on these faces; nothing else changes.
+
+    Bands under :data:`YOUNG_BELOW` are always uncertain. With the router, its
+    ``adult_confidence`` and ``young_confidence`` are chosen on these same faces, from their
+    cross-fitted band probabilities (:func:`choose_routing`), never on test faces.
 
     :param x: embeddings (n, 128) of faces of all ages, embedded as ``cs``'s were
     :param ages: their ages in years; ``genders``: their genders
@@ -336,17 +323,183 @@ def fit_age_and_children(
 
     if routing not in ROUTINGS:
         raise InvalidParameter(f"unknown routing {routing!r}; choose from {ROUTINGS}")
+    _check(method, edges)
+    x, ages, genders = np.asarray(x, dtype=np.float64), np.asarray(ages), np.asarray(genders)
     age = AgeModel.fit(x, ages, seed=seed, source=source)
+    reference, signed = _margins(cs, x, ages, genders, method, seed)
     router = None
     if routing == "router":
-        router, bands = Router.fit(x, ages, edges, seed=seed)
+        router, probabilities = Router.fit(x, ages, edges, seed=seed)
+        choose_routing(router, cs, x, ages, genders, probabilities, signed, max_wrong)
+        bands = band_at(probabilities, router.adult_confidence, router.young_gate())
     else:
         bands = np.digitize(age.cross_fitted, edges)
-    policy = fit_policy(
-        cs, x, ages, genders, bands, method=method, edges=edges, seed=seed, source=source,
-        router=router,
-    )  # fmt: skip
+    rules = _fit_rules(signed, genders, bands, edges, max_wrong)
+    policy = ChildPolicy(method, rules, reference, max_wrong, dict(source or {}), router)
     return replace(cs, age=age, children=policy)
+
+
+def band_at(
+    probabilities: np.ndarray,
+    adult_confidence: float,
+    young_gate: tuple[int, float | None] = (0, None),
+) -> np.ndarray:
+    """Band index of faces with band ``probabilities`` (n, bands): the last (adult) when its
+    probability reaches ``adult_confidence``, otherwise the likeliest child band; -1 when the
+    probability of the first ``young_gate[0]`` bands reaches ``young_gate[1]``."""
+    adult = probabilities.shape[1] - 1
+    band = np.where(
+        probabilities[:, adult] >= adult_confidence, adult, probabilities[:, :adult].argmax(axis=1)
+    )
+    young_bands, young_confidence = young_gate
+    if young_bands and young_confidence is not None:
+        band[probabilities[:, :young_bands].sum(axis=1) >= young_confidence] = -1
+    return band
+
+
+def choose_routing(
+    router: Router,
+    cs: CentroidSet,
+    x: np.ndarray,
+    ages: np.ndarray,
+    genders: np.ndarray,
+    probabilities: np.ndarray,
+    signed: np.ndarray | None,
+    max_wrong: float,
+) -> None:
+    """Set the router's ``adult_confidence`` and ``young_confidence``, chosen on the faces the
+    policy is fitted on, and its ``selection`` (every candidate's figures).
+
+    For each pair of :data:`ADULT_CONFIDENCES` and :data:`YOUNG_CONFIDENCES` the faces are routed
+    by their cross-fitted ``probabilities``, the rules fitted on those bands, and every face
+    answered as the policy would (children's margins cross-fitted). Among the pairs with which
+    the adults (18+) lose at most :data:`ADULTS_ANSWERED_SLACK` of their answers and
+    :data:`ADULTS_BALANCED_SLACK` of their balanced accuracy against the set's own answers, and
+    at least :data:`MIN_CHILDREN_ANSWERED` of the children (under 18) are answered, the one with
+    the fewest wrong answers to children is chosen (when no pair answers that many children, the
+    one answering the most). Wrong answers are counted, not rated per age band and gender: a
+    band's rate moves by whole faces when only a few of its faces are answered.
+    """
+    from dataclasses import replace
+
+    own = replace(cs, age=None, children=None).classify(x)  # the set's own answers
+    adult = ages >= CHILD_AGE
+    bands_of_age = band_of(ages)
+    child_groups = [
+        (bands_of_age == band_name(b)) & (genders == g)
+        for b in AGE_BANDS[:-1]
+        for g in GENDER_NAMES
+    ]
+
+    def balanced(gender: np.ndarray, rows: np.ndarray) -> float:
+        return float(np.mean([np.mean(gender[rows & (genders == g)] == g) for g in GENDER_NAMES]))
+
+    figures = []
+    for t in ADULT_CONFIDENCES:
+        for q in YOUNG_CONFIDENCES:
+            gate = (sum(e <= router.young_below for e in router.edges), q)
+            bands = band_at(probabilities, t, gate)
+            rules = _fit_rules(signed, genders, bands, tuple(router.edges), max_wrong)
+            gender, uncertain = own.gender.copy(), own.uncertain.copy()
+            uncertain[bands < 0] = True
+            _answer(rules, bands, signed, gender, uncertain)
+            given = ~uncertain
+            row = {
+                "adult_confidence": float(t),
+                "young_confidence": q,
+                "children_answered": float(np.mean(given[~adult])),
+                "children_wrong_worst": max(
+                    _wrong_rate(gender, genders, given, rows) for rows in child_groups
+                ),
+                "children_wrong_answers": int(np.sum(given & ~adult & (gender != genders))),
+                "adults_answered_change": float(
+                    np.mean(given[adult]) - np.mean(~own.uncertain[adult])
+                ),
+                "adults_balanced_change": balanced(gender, adult) - balanced(own.gender, adult),
+            }
+            row["adults_within_bounds"] = bool(
+                row["adults_answered_change"] >= -ADULTS_ANSWERED_SLACK
+                and row["adults_balanced_change"] >= -ADULTS_BALANCED_SLACK
+            )
+            figures.append(row)
+    adults_kept = [r for r in figures if r["adults_within_bounds"]] or figures
+    enough = [r for r in adults_kept if r["children_answered"] >= MIN_CHILDREN_ANSWERED]
+    if enough:
+        best = min(enough, key=lambda r: (r["children_wrong_answers"], -r["children_answered"]))
+    else:
+        best = max(adults_kept, key=lambda r: r["children_answered"])
+    router.adult_confidence, router.young_confidence = (
+        best["adult_confidence"],
+        best["young_confidence"],
+    )
+    router.selection = figures
+
+
+def _check(method: str, edges: tuple[float, ...]) -> None:
+    if method not in METHODS:
+        raise InvalidParameter(f"unknown children method {method!r}; choose from {METHODS}")
+    if not edges or list(edges) != sorted(edges) or edges[0] <= 0:
+        raise InvalidParameter("age band edges must be positive and increasing")
+
+
+def _margins(
+    cs: CentroidSet, x: np.ndarray, ages: np.ndarray, genders: np.ndarray, method: str, seed: int
+) -> tuple[CentroidSet | None, np.ndarray | None]:
+    """The policy's references (``child-set`` only) and every face's signed margin to them
+    (None for ``abstain``)."""
+    x = np.asarray(x, dtype=np.float64)
+    if method == "child-set":
+        return _child_references(cs, x, np.asarray(ages), np.asarray(genders), seed)
+    if method == "calibrate":
+        d_f, d_m = cs.distances(x)
+        return None, d_m - d_f
+    return None, None
+
+
+def _fit_rules(
+    signed: np.ndarray | None,
+    genders: np.ndarray,
+    bands: np.ndarray,
+    edges: tuple[float, ...],
+    max_wrong: float,
+) -> list[BandRule]:
+    """One rule per child band, fitted on the faces routed to it; bands under
+    :data:`YOUNG_BELOW` are always uncertain."""
+    return [
+        BandRule(below=float(below), faces=int(np.sum(bands == i)))
+        if below <= YOUNG_BELOW
+        else _fit_rule(float(below), signed, np.asarray(genders), bands == i, max_wrong)
+        for i, below in enumerate(edges)
+    ]
+
+
+def _answer(
+    rules: list[BandRule],
+    band: np.ndarray,
+    signed: np.ndarray | None,
+    gender: np.ndarray,
+    uncertain: np.ndarray,
+    confidence: np.ndarray | None = None,
+) -> None:
+    """Rewrite, in place, the answers of the faces of each rule's band (``signed`` None: abstain)."""
+    for i, rule in enumerate(rules):
+        rows = np.flatnonzero(band == i)
+        if not len(rows):
+            continue
+        if signed is None or rule.never_answers:
+            uncertain[rows] = True  # abstain: the answer stays the set's own
+            if confidence is not None and rule.below <= YOUNG_BELOW:
+                confidence[rows] = YOUNG_CONFIDENCE  # the set's confidence means nothing for babies
+            continue
+        p_female = _sigmoid(rule.a * signed[rows] + rule.b)
+        gender[rows] = np.where(p_female >= 0.5, "female", "male")
+        conf = np.maximum(p_female, 1.0 - p_female)
+        if confidence is not None:
+            confidence[rows] = conf
+        threshold = np.where(
+            gender[rows] == "female", rule.uncertain_below["female"], rule.uncertain_below["male"]
+        )
+        uncertain[rows] = conf < threshold
 
 
 def _fit_rule(
@@ -356,6 +509,9 @@ def _fit_rule(
     rows: np.ndarray,
     max_wrong: float,
 ) -> BandRule:
+    """The rule of one band: a logistic model of the signed margin of the faces in ``rows``, and
+    the per-answer thresholds that answer most of them with at most ``max_wrong`` of the answers
+    given to each gender wrong."""
     from centroids.model import _fit_logistic
 
     rule = BandRule(below=below, faces=int(rows.sum()))

@@ -528,6 +528,21 @@ def _fit_age(args: argparse.Namespace, store: Store) -> int:
         f"{age.held_out_coverage:.1%}); children: {fitted.children.method}, routed by the "
         f"{'router' if args.routing == 'router' else 'estimated age'}"
     )
+    router = fitted.children.router
+    if router is not None:
+        [chosen] = [
+            r
+            for r in router.selection
+            if (r["adult_confidence"], r["young_confidence"])
+            == (router.adult_confidence, router.young_confidence)
+        ]
+        young = "off" if router.young_confidence is None else f"{router.young_confidence:.2f}"
+        print(
+            f"  router: the adults' answer from p(adult) {router.adult_confidence:.2f}, uncertain "
+            f"from p(under {router.young_below:g}) {young}; chosen on these faces among "
+            f"{len(router.selection)} pairs (children answered {chosen['children_answered']:.1%}, "
+            f"{chosen['children_wrong_answers']} of them wrongly)"
+        )
     lo = 0.0
     for rule in fitted.children.rules:
         t = rule.uncertain_below

@@ -75,8 +75,9 @@ def with_age(cs: CentroidSet) -> CentroidSet:
 def seed(store: Store) -> list[str]:
     """Insert the shipped sets that the database lacks; return the ids inserted.
 
-    A stored copy seeded from an older release (same id, same ``created_at``, no age model, or a
-    child policy without the router) is replaced by the shipped document.
+    A stored copy seeded from an older release (same id, same ``created_at``, no age model, a
+    child policy without the router, or a router without the young gate) is replaced by the
+    shipped document.
     """
     present = {d["_id"]: d for d in store.list_centroids()}
     added = []
@@ -88,6 +89,11 @@ def seed(store: Store) -> list[str]:
             and (
                 _lacks(old, doc, "age")
                 or _lacks(old.get("children"), doc.get("children"), "router")
+                or _lacks(
+                    (old.get("children") or {}).get("router"),
+                    (doc.get("children") or {}).get("router"),
+                    "young_below",
+                )
             )
         )
         if old is None or older_copy:

@@ -7,6 +7,8 @@ photos inside HOG's own box, as ``anfe bench --tight-crops`` does.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +16,8 @@ from fastapi.testclient import TestClient
 from app import Settings, create_app
 from bench import ages, tight
 from bench.report_ages import ages_markdown, tight_markdown
-from centroids import datasets, faces, shipped
+from centroids import children, datasets, faces, shipped
+from centroids.children import fit_age_and_children
 from centroids.extract import embed_paths
 from centroids.faces import EmbeddingSettings
 from centroids.model import CentroidSet
@@ -134,17 +137,69 @@ def test_age_model_and_child_policy_round_trip_through_the_store(db_uri, default
     assert back.children.router is not None
 
 
-def test_bench_age_and_tight_crop_tables_on_a_small_sample(tmp_path, default_set):
+@pytest.fixture(scope="module")
+def aged_sample(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings, ages, genders) of held-out UTKFace faces of every age band, both genders."""
     items = held_out("female", 1, 12, 25) + held_out("male", 1, 12, 25)
     for lo, hi in ((1, 3), (13, 17)):  # the router needs faces of every band
         items += held_out("female", lo, hi, 6) + held_out("male", lo, hi, 6)
     items += held_out("female", 25, 60, 25) + held_out("male", 25, 60, 25)
     settings = EmbeddingSettings(cropped=True)
-    with Store(str(tmp_path / "db")) as s:
+    with Store(str(tmp_path_factory.mktemp("aged") / "db")) as s:
         emb = embed_paths([it.path for it in items], settings, s, jobs=1, progress=False)
     x = np.stack([e.vector for e in emb])
     age = np.array([int(it.extra["age"]) for it in items])
     gender = np.array([it.gender for it in items])
+    return x, age, gender
+
+
+def test_router_thresholds_are_chosen_on_the_faces_the_policy_is_fitted_on(
+    aged_sample, default_set
+):
+    x, age, gender = aged_sample
+    adult_only = replace(default_set, age=None, children=None)
+    policy = fit_age_and_children(adult_only, x, age, gender).children
+    router = policy.router
+    pairs = [(r["adult_confidence"], r["young_confidence"]) for r in router.selection]
+    assert pairs == [(t, q) for t in children.ADULT_CONFIDENCES for q in children.YOUNG_CONFIDENCES]
+    [chosen] = [
+        r for r in router.selection
+        if (r["adult_confidence"], r["young_confidence"])
+        == (router.adult_confidence, router.young_confidence)
+    ]  # fmt: skip
+    kept = [r for r in router.selection if r["adults_within_bounds"]] or router.selection
+    enough = [r for r in kept if r["children_answered"] >= children.MIN_CHILDREN_ANSWERED]
+    if enough:
+        assert chosen in enough
+        assert chosen["children_wrong_answers"] == min(r["children_wrong_answers"] for r in enough)
+    else:
+        assert chosen["children_answered"] == max(r["children_answered"] for r in kept)
+    assert policy.rules[0].below == 4.0 and policy.rules[0].never_answers  # babies: uncertain
+    back = children.Router.from_doc(router.to_doc())
+    assert (back.adult_confidence, back.young_confidence) == (
+        router.adult_confidence,
+        router.young_confidence,
+    )
+    assert back.selection == router.selection and (back.band(x) == router.band(x)).all()
+
+
+def test_faces_likely_under_four_are_uncertain_at_a_coin_toss(aged_sample, default_set):
+    x, age, gender = aged_sample
+    router = default_set.children.router
+    assert router.young_below == 4.0
+    preds = default_set.classify(x)
+    bands = router.band(x)
+    if router.young_confidence is not None:
+        p = router.probabilities(x)
+        assert ((bands < 0) == (p[:, 0] >= router.young_confidence)).all()
+    young = (bands < 0) | (bands == 0)
+    assert young[age <= 3].mean() > 0.8  # most babies are caught by the router
+    assert preds.uncertain[young].all()
+    assert (preds.confidence[young] == children.YOUNG_CONFIDENCE).all()
+
+
+def test_bench_age_and_tight_crop_tables_on_a_small_sample(aged_sample, default_set):
+    x, age, gender = aged_sample
     train, test = np.arange(len(x)) % 2 == 0, np.arange(len(x)) % 2 == 1
     result = ages.score(
         default_set, (x[train], age[train], gender[train]), (x[test], age[test], gender[test]),
@@ -191,6 +246,15 @@ def test_seeding_replaces_an_older_seeded_copy_but_not_a_rebuilt_set(db_uri):
         s.put_centroids(no_router)
         assert shipped.seed(s) == ["g_5000"]
         assert "router" in s.get_centroids("g_5000")["children"]
+        router = dict(docs["g_5000"]["children"]["router"])
+        for key in ("young_below", "young_confidence"):
+            del router[key]  # as seeded by the release without the young gate
+        s.put_centroids(
+            {**docs["g_5000"], "children": {**docs["g_5000"]["children"], "router": router}}
+        )
+        assert shipped.seed(s) == ["g_5000"]
+        assert s.get_centroids("g_5000")["children"]["router"]["young_below"] == 4.0
+        assert shipped.seed(s) == []
 
 
 def test_a_set_built_without_an_age_model_answers_every_face_with_the_default_age_model(
