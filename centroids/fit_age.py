@@ -88,7 +88,7 @@ def fit_onto(
         items, _, _ = datasets.split(items, hold_out, seed)
     x, ages, genders = aged_faces(items, set_settings(cs), store, jobs=jobs, progress=progress)
     source = {
-        "dataset": str(dataset),
+        "dataset": Path(dataset).name,  # the folder's name: a path would be this machine's
         "seed": seed,
         "hold_out": hold_out,
         "faces": len(x),
