@@ -69,12 +69,10 @@ def detect_task(batch: list[CropJob], settings: EmbeddingSettings) -> list[dict[
         boxes = faces.detect(image, settings.max_side, settings.upsample)
         first_s = time.perf_counter() - t0
         rec: dict[str, Any] = {"first": len(boxes), "first_s": first_s, "second": 0}
-        encode_on, encode_boxes = image, boxes
+        encode_boxes = boxes
         if not boxes:
             t0 = time.perf_counter()
-            boxes, encode_on, encode_boxes = faces.second_pass(
-                image, settings.max_side, settings.upsample
-            )
+            boxes, encode_boxes = faces.second_pass(image, settings.max_side, settings.upsample)
             rec["second_s"] = time.perf_counter() - t0
             rec["second"] = len(boxes)
             rec["paddings"] = {
@@ -83,9 +81,9 @@ def detect_task(batch: list[CropJob], settings: EmbeddingSettings) -> list[dict[
                 for label, margins, fill in PADDINGS
             } if job.box is not None else {}  # fmt: skip
         if len(boxes) == 1:
-            rec["vector"] = faces.encode(
-                encode_on, encode_boxes, 1, settings.model, settings.encoder
-            )[0]
+            rec["vector"] = faces.encode(image, encode_boxes, 1, settings.model, settings.encoder)[
+                0
+            ]
         out.append(rec)
     return out
 

@@ -72,9 +72,9 @@ def predict_image(
     t1 = time.perf_counter()
     _check_budget(t1 - t0, budget_seconds, "decoding")
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
-    detection, encode_on, encode_boxes = "first_pass", image, boxes
+    detection, encode_boxes = "first_pass", boxes
     if not boxes:  # a tight crop: try again with a margin around the picture
-        boxes, encode_on, encode_boxes = faces.second_pass(
+        boxes, encode_boxes = faces.second_pass(
             image, max_side or settings.max_side, settings.upsample
         )
         detection = "second_pass"
@@ -86,9 +86,7 @@ def predict_image(
     _check_budget(t2 - t0, budget_seconds, "decoding and detection")
     if on_detected is not None:
         on_detected(len(boxes))
-    chips = faces.face_chips(
-        encode_on, faces.landmark_shapes(encode_on, encode_boxes, settings.model)
-    )
+    chips = faces.face_chips(image, faces.landmark_shapes(image, encode_boxes, settings.model))
     t3 = time.perf_counter()
     vectors = encoders.encode_chips(chips, settings.jitters, settings.encoder)
     t4 = time.perf_counter()
