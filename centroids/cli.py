@@ -546,10 +546,13 @@ def _fit_age(args: argparse.Namespace, store: Store) -> int:
     lo = 0.0
     for rule in fitted.children.rules:
         t = rule.uncertain_below
-        print(
-            f"  routed {lo:g}-{rule.below:g}: {rule.faces} faces, answered {rule.answered:.1%} "
-            f"(female answers from confidence {t['female']:.2f}, male from {t['male']:.2f})"
+        how = (
+            "always uncertain"
+            if rule.never_answers
+            else f"answered {rule.answered:.1%} (female answers from confidence "
+            f"{t['female']:.2f}, male from {t['male']:.2f})"
         )
+        print(f"  routed {lo:g}-{rule.below:g}: {rule.faces} faces, {how}")
         lo = rule.below
     return 0
 
