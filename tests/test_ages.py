@@ -303,3 +303,15 @@ def test_children_are_routed_by_the_router_stored_with_the_policy(default_set):
     adult = len(router.edges)
     assert (bands[:4] < adult).all() and (bands[4:] == adult).all()
     assert np.allclose(router.probabilities(x).sum(axis=1), 1.0)
+
+
+def test_second_pass_encodings_are_compared_on_photos_outside_the_bench_draw(capsys):
+    from bench import second_pass
+
+    assert second_pass.main(["--test", str(LFW), "--skip", "500", "--per-gender", "4",
+                             "--fractions", "0.15", "--jobs", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "(photos 501 to 504 of each gender" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 0.15 inside | second pass")]
+    assert [r.split(" | ")[2] for r in rows] == list(second_pass.WAYS)
+    assert len({r.split(" | ")[3] for r in rows}) == 1  # every way scores the same faces
