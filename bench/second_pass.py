@@ -68,6 +68,19 @@ for _fill in ("grey", "edge", "reflect"):
     WAYS[f"{_fill} copy, 40 % margin"] = _on_copy(_fill)
 
 
+def _found_on(crop: np.ndarray, clipped: Box, box: Box) -> tuple[np.ndarray, Box]:
+    """The grey copy whose margin found the face, as the second pass encoded it until 2026-12."""
+    for margin in faces.SECOND_PASS_MARGINS:
+        if faces.second_pass(crop, margins=(margin,))[0]:
+            py, px = round(crop.shape[0] * margin), round(crop.shape[1] * margin)
+            pads = ((py, py), (px, px), (0, 0))
+            return np.pad(crop, pads, mode="constant", constant_values=128), _shifted(box, py, px)
+    raise AssertionError("the second pass found this face with one of its margins")
+
+
+WAYS["grey copy the face was found on (before)"] = _found_on
+
+
 def crop_task(
     batch: list[tuple[int, str, float]], settings: EmbeddingSettings
 ) -> list[tuple[int, dict[str, Any]]]:
