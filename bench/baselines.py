@@ -79,7 +79,7 @@ def classifiers(baselines: bool = True) -> list[Method]:
     if baselines:
         if not sklearn_available():
             raise InvalidParameter(
-                "the baselines need scikit-learn: pip install 'anfe[bench]' (or use --no-baselines)"
+                "the baselines need scikit-learn: pip install 'anfe[bench]' (or use --baselines none)"
             )
         methods += _sklearn_methods()
     return methods
