@@ -10,10 +10,8 @@ p(female) = sigmoid(a * s + b), fitted on the faces routed to that band whose ge
 known, so the answer is the more likely gender under that model, its confidence is
 max(p, 1 - p), and the answer is ``uncertain`` below a confidence threshold, one for "female"
 answers and one for "male" answers, each at least the set's own 0.75, chosen to answer as many
-faces of the band as possible while, for each gender *and each true age band* (0-3, 4-12, 13-17,
-18+) among those faces, at most ``max_wrong`` of the answers are wrong: babies routed to the 4-13
-band count as babies, so a threshold that suits the 4-12-year-olds but not them is refused (a
-band where no threshold does that is always uncertain). Methods:
+faces of the band as possible while at most ``max_wrong`` of the answers given to the faces of
+each gender are wrong (a band where no threshold does that is always uncertain). Methods:
 
 - ``calibrate``: the signed margin of the set itself (same references, new calibration per band);
 - ``child-set``: the signed margin to a second pair of references in the same mode, fitted on
