@@ -9,7 +9,9 @@ the ones the benchmark then reports. Each photo with exactly one HOG face is cro
 of its box inside the box (:func:`bench.tight.crop_inside`). On each crop where HOG finds nothing
 and the second pass finds one face, the face is encoded in each of the ways of :data:`WAYS`, and
 the balanced accuracy of the set's answers (uncertain ones included) is printed for each, beside
-that of the faces HOG found at once on the other crops.
+that of the faces HOG found at once on the other crops. On every crop HOG misses, the paddings of
+``anfe bench --tight-crops`` (:data:`bench.tight.PADDINGS`) are tried too (detection only), so the
+margins chosen on the benchmark's draw can be checked on other photos.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench.run import limit_per_gender
-from bench.tight import balanced_accuracy, crop_inside
+from bench.tight import PADDINGS, balanced_accuracy, crop_inside
 from centroids import datasets, faces, shipped
 from centroids.faces import Box, EmbeddingSettings
 from centroids.fit_age import set_settings
@@ -99,6 +101,11 @@ def crop_task(
             rec["vectors"] = {"first": faces.encode(crop, first, 1, settings.model,
                                                     settings.encoder)[0]}  # fmt: skip
         elif not first:
+            rec["paddings"] = {
+                label: bool(faces.second_pass(crop, settings.max_side, settings.upsample,
+                                              margins, fill)[0])
+                for label, margins, fill in PADDINGS
+            }  # fmt: skip
             clipped, unclipped = faces.second_pass(crop, settings.max_side, settings.upsample)
             if len(clipped) == 1:
                 rec["vectors"] = {}
@@ -152,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"| {f:g} inside | {which} | {label} | {r['n']} | "
                     f"{100 * r['balanced_accuracy']:.2f} |"
                 )
+    print("\nPaddings tried on the crops HOG misses (faces found):\n")
+    labels = [label for label, _, _ in PADDINGS]
+    print("| crop | missed | " + " | ".join(labels) + " |\n|---|---|" + "---|" * len(labels))
+    for k, f in enumerate(fractions):
+        missed = [r for r in records[k * len(drawn) : (k + 1) * len(drawn)] if "paddings" in r]
+        found = [str(sum(r["paddings"][label] for r in missed)) for label in labels]
+        print(f"| {f:g} inside | {len(missed)} | " + " | ".join(found) + " |")
     return 0
 
 

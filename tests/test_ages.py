@@ -315,3 +315,8 @@ def test_second_pass_encodings_are_compared_on_photos_outside_the_bench_draw(cap
     rows = [line for line in out.splitlines() if line.startswith("| 0.15 inside | second pass")]
     assert [r.split(" | ")[2] for r in rows] == list(second_pass.WAYS)
     assert len({r.split(" | ")[3] for r in rows}) == 1  # every way scores the same faces
+    [paddings] = [line for line in out.splitlines() if line.startswith("| 0.15 inside | ")
+                  and line.count("|") == len(tight.PADDINGS) + 3]  # fmt: skip
+    missed, *found = (int(c) for c in paddings.strip("| ").split(" | ")[1:])
+    assert missed >= int(rows[0].split(" | ")[3]) and all(0 <= n <= missed for n in found)
+    assert found[-1] >= int(rows[0].split(" | ")[3])  # the shipped padding found those faces
