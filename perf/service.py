@@ -238,7 +238,9 @@ def health_under_load(url: str, heavy: bytes, clients: int, probes: int) -> list
     """``/health`` latencies measured while ``clients`` large requests are in flight."""
     with ThreadPoolExecutor(clients) as ex:
         futures = [ex.submit(post, requests.Session(), url, heavy) for _ in range(clients)]
-        time.sleep(1.0)  # let every heavy request reach the server
+        # let every heavy request reach the server; with the ONNX encoder 8 large photos take
+        # ~1.5 s on 2 cores in all, so probe often enough to land several probes in that time
+        time.sleep(0.3)
         times = []
         for _ in range(probes):
             if all(f.done() for f in futures):
@@ -248,7 +250,7 @@ def health_under_load(url: str, heavy: bytes, clients: int, probes: int) -> list
             times.append(time.perf_counter() - t0)
             if r.status_code != 200:
                 raise SystemExit(f"/health answered {r.status_code} under load")
-            time.sleep(0.2)
+            time.sleep(0.05)
         in_flight_at_end = sum(not f.done() for f in futures)
         for f in futures:
             f.result()
