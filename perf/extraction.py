@@ -15,7 +15,7 @@ from UTKFace by each pipeline (each pipeline's own LFW embeddings), to show noth
 
 Example (the figures of docs/performance.md)::
 
-    .venv/bin/python perf/extraction.py --lfw 300 --utk 300 --large 6
+    .venv/bin/python perf/extraction.py --lfw 1000 --utk 1000 --large 6
 """
 
 from __future__ import annotations
