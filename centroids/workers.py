@@ -105,12 +105,12 @@ def embed_batch(batch: list[tuple[str, bytes]], settings: EmbeddingSettings) -> 
     return out
 
 
-def worker_init(encoder: str, threads: int) -> None:
+def worker_init(encoder: str, threads: int, detector: bool = True) -> None:
     """Run once in every worker process: ``threads`` for the encoder, one for BLAS, the models
-    loaded."""
+    loaded (HOG's detector only with ``detector``: cropped faces are not detected)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     encoders.set_threads(threads)
-    faces.warm_up(encoder)
+    faces.warm_up(encoder, detector=detector)
 
 
 def default_jobs() -> int:
@@ -167,15 +167,19 @@ Task = Callable[[list[T], EmbeddingSettings], list[R]]
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
-def _pool(jobs: int, encoder: str) -> ProcessPoolExecutor:
-    """A pool of ``jobs`` spawned workers with the models loaded, kept for the next call."""
+def _pool(jobs: int, settings: EmbeddingSettings) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` spawned workers with the models loaded, kept for the next call.
+
+    A pool started for cropped faces has no detector loaded; should a later call detect, each
+    worker loads it on its first image.
+    """
     pool = _POOLS.get(jobs)
     if pool is None or getattr(pool, "_broken", False):
         pool = ProcessPoolExecutor(
             jobs,
             mp_context=get_context("spawn"),
             initializer=worker_init,
-            initargs=(encoder, encoders.threads_per_process(jobs)),
+            initargs=(settings.encoder, encoders.threads_per_process(jobs), not settings.cropped),
         )
         _POOLS[jobs] = pool
     return pool
@@ -206,7 +210,7 @@ def run_batches(
         for batch in chunks(todo, BATCH_IMAGES):
             yield from task(batch, settings)
         return
-    pool = _pool(jobs, settings.encoder)
+    pool = _pool(jobs, settings)
     in_flight: set[Future] = set()
     ok = False
     try:

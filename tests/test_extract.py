@@ -82,6 +82,26 @@ def test_process_pool_is_reused_and_gives_the_local_embeddings(photos):
         assert np.allclose(a.vector, b.vector, atol=1e-9)
 
 
+def test_pool_started_for_crops_loads_no_detector_yet_detects_later(photos, lfw_female):
+    local = extract.embed_paths([lfw_female], EmbeddingSettings(), None, jobs=1, progress=False)
+    try:
+        extract.embed_paths(photos[:2], SETTINGS, None, jobs=2, progress=False)
+        pool = workers._POOLS[2]
+        # evaluated in a worker: how many detectors it has loaded (CacheInfo itself won't pickle)
+        loaded = "__import__('centroids.faces').faces._detector.cache_info().currsize"
+        sizes = [pool.submit(eval, loaded).result() for _ in range(4)]
+        assert sizes == [0, 0, 0, 0]  # cropped faces are never detected: no detector loaded
+        detected = extract.embed_paths(
+            [lfw_female], EmbeddingSettings(), None, jobs=2, progress=False
+        )
+        assert workers._POOLS[2] is pool
+    finally:
+        workers.shutdown_pools()
+    assert detected[0].faces_found == local[0].faces_found == 1
+    assert detected[0].box == local[0].box
+    assert np.allclose(detected[0].vector, local[0].vector, atol=1e-9)
+
+
 def test_chunks_are_lazy_and_complete():
     seen = []
 
