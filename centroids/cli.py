@@ -3,7 +3,8 @@
 Subcommands of other packages (``serve`` of the service, ``scrape`` and ``clean`` of the scraper,
 ``bench`` of the benchmark) are found through the ``anfe.commands`` entry-point group: each entry
 is a function ``register(subparsers)`` that adds one parser with ``func`` set. So this module
-imports none of them.
+imports none of them, and they are loaded only when the command line does not run one of this
+module's subcommands (``anfe build`` starts ~0.35 s sooner without FastAPI).
 
 Every option is checked before a model is loaded or an image embedded. Errors print one line
 ``anfe: error: <message>`` and exit with the code :data:`EXIT_CODES` gives the error's code
@@ -557,7 +558,10 @@ def _fit_age(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``anfe`` parser with every subcommand; for ``command`` (the one about to run), when it
+    is one of this module's, without those of other packages, whose modules take ~0.35 s to
+    import (the service's imports FastAPI) and are not needed to parse it."""
     p = argparse.ArgumentParser(
         prog="anfe",
         description="Gender recognition with Average Neural Face Embeddings.",
@@ -572,13 +576,28 @@ def parser() -> argparse.ArgumentParser:
     _register_build(sub)
     _register_predict(sub)
     _register_centroids(sub)
+    if command in sub.choices:
+        return p
     for ep in sorted(entry_points(group="anfe.commands"), key=lambda e: e.name):
         ep.load()(sub)
     return p
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` runs: its first word not an option (the top-level options take no
+    value). None when another top-level option than ``-v`` comes first (``--help`` lists every
+    subcommand, whatever follows it)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg not in ("-v", "--verbose"):
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(_command(argv)).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

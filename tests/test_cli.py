@@ -173,6 +173,20 @@ def test_every_subcommand_has_help_with_examples():
         assert done.returncode == 0 and "examples:" in done.stdout, command
 
 
+def test_own_subcommands_run_without_importing_the_other_packages_but_help_lists_them(tmp_path):
+    code = (
+        "import sys; from centroids.cli import main; "
+        f"code = main(['-v', 'centroids', 'list', '--db', {str(tmp_path / 'db')!r}]); "
+        "print(code, sorted(m for m in ('app', 'bench', 'scraper') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split("\n")[-2] == "0 []", done.stderr
+    for args in (("--help",), ("-h", "build"), ("-v", "--help", "build")):
+        top = anfe(*args)
+        assert top.returncode == 0 and "serve" in top.stdout and "scrape" in top.stdout, args
+    assert anfe("serve", "--help").returncode == 0
+
+
 def test_version():
     done = anfe("--version")
     assert done.returncode == 0 and done.stdout.strip() == "anfe 0.1.0"
