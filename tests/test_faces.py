@@ -239,3 +239,32 @@ def test_landmarks_are_68_points_inside_the_face(lfw_female):
     assert points.shape == (68, 2)
     top, right, bottom, left = box
     assert left - 20 <= points[:, 0].mean() <= right + 20
+
+
+def test_model_files_are_those_face_recognition_models_names_without_importing_it(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from centroids import faces\n"
+        "faces.warm_up('onnx', landmarks='large')\n"
+        "print(sorted(m for m in ('face_recognition_models', 'pkg_resources') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.stdout.strip() == "[]", done.stderr  # its __init__ imports pkg_resources (~0.1 s)
+    import face_recognition_models as package
+
+    from centroids import requirements
+    from centroids.dlib_dat import default_model_path
+
+    folder = requirements.models_dir()
+    assert str(folder / "shape_predictor_5_face_landmarks.dat") == (
+        package.pose_predictor_five_point_model_location()
+    )
+    assert str(folder / "shape_predictor_68_face_landmarks.dat") == (
+        package.pose_predictor_model_location()
+    )
+    assert str(default_model_path()) == package.face_recognition_model_location()
