@@ -236,17 +236,13 @@ class ChildPolicy:
     ) -> None:
         """Rewrite, in ``preds``, the answers of faces routed to a band (by the router or age)."""
         band = self.bands(x, age)
-        young = band < 0  # likely under young_below: uncertain, the set's answer at a coin toss
-        preds.uncertain[young], preds.confidence[young] = True, YOUNG_CONFIDENCE
         routed = (band >= 0) & (band < len(self.rules))
-        if not routed.any():
-            return
         signed, d_f, d_m = None, None, None
-        if self.method != "abstain":
+        if routed.any() and self.method != "abstain":
             d_f, d_m = (self.reference or cs).distances(x)
             signed = d_m - d_f
         _answer(self.rules, band, signed, preds.gender, preds.uncertain, preds.confidence)
-        if self.reference is not None:
+        if self.reference is not None and routed.any():
             preds.d_female[routed], preds.d_male[routed] = d_f[routed], d_m[routed]
             preds.margin[routed] = np.abs(signed[routed])
 
@@ -402,7 +398,6 @@ def choose_routing(
             bands = band_at(probabilities, t, (young_bands, q))
             rules = _fit_rules(signed, genders, bands, tuple(router.edges), max_wrong)
             gender, uncertain = own.gender.copy(), own.uncertain.copy()
-            uncertain[bands < 0] = True
             _answer(rules, bands, signed, gender, uncertain)
             given = ~uncertain
             row = {
@@ -482,7 +477,12 @@ def _answer(
     uncertain: np.ndarray,
     confidence: np.ndarray | None = None,
 ) -> None:
-    """Rewrite, in place, the answers of the faces of each rule's band (``signed`` None: abstain)."""
+    """Rewrite, in place, the answers of the faces of each rule's band (``signed`` None: abstain);
+    faces of band -1 (likely under :data:`YOUNG_BELOW`) are uncertain, at a coin toss."""
+    young = band < 0
+    uncertain[young] = True
+    if confidence is not None:
+        confidence[young] = YOUNG_CONFIDENCE
     for i, rule in enumerate(rules):
         rows = np.flatnonzero(band == i)
         if not len(rows):
