@@ -25,22 +25,11 @@ from typing import Any
 import numpy as np
 
 from bench.run import limit_per_gender
-from bench.tight import PADDINGS, balanced_accuracy, crop_inside
+from bench.tight import PADDINGS, balanced_accuracy, crop_inside, paddings_found
 from centroids import datasets, faces, shipped
 from centroids.faces import Box, EmbeddingSettings
 from centroids.fit_age import set_settings
-from centroids.workers import default_jobs, run_batches
-
-
-def _padded(
-    crop: np.ndarray, padded_shape: tuple[int, ...], fill: str
-) -> tuple[np.ndarray, int, int]:
-    """``crop`` with the second pass's margin (same size) filled with ``fill``; (copy, py, px)."""
-    py, px = (padded_shape[0] - crop.shape[0]) // 2, (padded_shape[1] - crop.shape[1]) // 2
-    pads = ((py, py), (px, px), (0, 0))
-    if fill == "grey":
-        return np.pad(crop, pads, mode="constant", constant_values=128), py, px
-    return np.pad(crop, pads, mode=fill), py, px
+from centroids.workers import default_jobs, run_in_order
 
 
 def _shifted(box: Box, py: int, px: int) -> Box:
@@ -57,10 +46,8 @@ WAYS: dict[str, Callable[[np.ndarray, Box, Box], tuple[np.ndarray, Box]]] = {
 
 def _on_copy(fill: str) -> Callable[[np.ndarray, Box, Box], tuple[np.ndarray, Box]]:
     def way(crop: np.ndarray, clipped: Box, box: Box) -> tuple[np.ndarray, Box]:
-        margin = max(faces.SECOND_PASS_MARGINS)  # wide enough to hold any box the pass returns
-        shape = (crop.shape[0] + 2 * round(crop.shape[0] * margin),
-                 crop.shape[1] + 2 * round(crop.shape[1] * margin))  # fmt: skip
-        copy, py, px = _padded(crop, shape, fill)
+        # the widest margin, to hold any box the pass returns
+        copy, py, px = faces.pad(crop, max(faces.SECOND_PASS_MARGINS), fill)
         return copy, _shifted(box, py, px)
 
     return way
@@ -74,25 +61,22 @@ def _found_on(crop: np.ndarray, clipped: Box, box: Box) -> tuple[np.ndarray, Box
     """The grey copy whose margin found the face, as the second pass encoded it until 2026-12."""
     for margin in faces.SECOND_PASS_MARGINS:
         if faces.second_pass(crop, margins=(margin,))[0]:
-            py, px = round(crop.shape[0] * margin), round(crop.shape[1] * margin)
-            pads = ((py, py), (px, px), (0, 0))
-            return np.pad(crop, pads, mode="constant", constant_values=128), _shifted(box, py, px)
+            copy, py, px = faces.pad(crop, margin, "grey")
+            return copy, _shifted(box, py, px)
     raise AssertionError("the second pass found this face with one of its margins")
 
 
 WAYS["grey copy the face was found on (before)"] = _found_on
 
 
-def crop_task(
-    batch: list[tuple[int, str, float]], settings: EmbeddingSettings
-) -> list[tuple[int, dict[str, Any]]]:
-    """Worker task: detect on the photo, crop, detect again, and encode each way; numbered."""
+def crop_task(batch: list[tuple[str, float]], settings: EmbeddingSettings) -> list[dict[str, Any]]:
+    """Worker task: detect on the photo, crop, detect again, and encode each way."""
     out = []
-    for number, path, fraction in batch:
+    for path, fraction in batch:
         image = faces.load_image(path)
         boxes = faces.detect(image, settings.max_side, settings.upsample)
         if len(boxes) != 1:
-            out.append((number, {}))
+            out.append({})
             continue
         crop = crop_inside(image, boxes[0], fraction)
         first = faces.detect(crop, settings.max_side, settings.upsample)
@@ -101,11 +85,7 @@ def crop_task(
             rec["vectors"] = {"first": faces.encode(crop, first, 1, settings.model,
                                                     settings.encoder)[0]}  # fmt: skip
         elif not first:
-            rec["paddings"] = {
-                label: bool(faces.second_pass(crop, settings.max_side, settings.upsample,
-                                              margins, fill)[0])
-                for label, margins, fill in PADDINGS
-            }  # fmt: skip
+            rec["paddings"] = paddings_found(crop, settings)
             clipped, unclipped = faces.second_pass(crop, settings.max_side, settings.upsample)
             if len(clipped) == 1:
                 rec["vectors"] = {}
@@ -113,7 +93,7 @@ def crop_task(
                     on, box = way(crop, clipped[0], unclipped[0])
                     rec["vectors"][name] = faces.encode(on, [box], 1, settings.model,
                                                         settings.encoder)[0]  # fmt: skip
-        out.append((number, rec))
+        out.append(rec)
     return out
 
 
@@ -135,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {id(it) for it in limit_per_gender(items, args.skip, 0)} if args.skip else set()
     drawn = [it for it in limit_per_gender(items, args.skip + args.per_gender, 0)
              if id(it) not in skipped]  # fmt: skip
-    jobs = [(i, str(it.path), f) for i, (f, it) in enumerate((f, it) for f in fractions
-                                                              for it in drawn)]  # fmt: skip
-    done = dict(run_batches(jobs, crop_task, settings, args.jobs or default_jobs()))
-    records = [done[i] for i in range(len(jobs))]
+    jobs = [(str(it.path), f) for f in fractions for it in drawn]
+    records = run_in_order(jobs, crop_task, settings, args.jobs or default_jobs())
     genders = [it.gender for _ in fractions for it in drawn]
     print(
         f"{len(drawn)} photos of {args.test} (photos {args.skip + 1} to "

@@ -23,7 +23,7 @@ from centroids import faces
 from centroids.errors import AnfeError
 from centroids.faces import EmbeddingSettings
 from centroids.model import CentroidSet
-from centroids.workers import run_batches
+from centroids.workers import run_in_order
 
 # paddings compared with the shipped one on the crops the first pass misses: (label, margins, fill)
 PADDINGS = (
@@ -54,6 +54,16 @@ def crop_inside(image: np.ndarray, box: tuple[int, int, int, int], fraction: flo
     return np.ascontiguousarray(image[top + dy : bottom - dy, left + dx : right - dx])
 
 
+def paddings_found(image: np.ndarray, settings: EmbeddingSettings) -> dict[str, bool]:
+    """Whether the second pass finds a face in ``image`` with each of :data:`PADDINGS`."""
+    return {
+        label: bool(
+            faces.second_pass(image, settings.max_side, settings.upsample, margins, fill)[0]
+        )
+        for label, margins, fill in PADDINGS
+    }
+
+
 def detect_task(batch: list[CropJob], settings: EmbeddingSettings) -> list[dict[str, Any]]:
     """Worker task: both passes on each image, timed, and the embedding of the face found."""
     out = []
@@ -75,11 +85,7 @@ def detect_task(batch: list[CropJob], settings: EmbeddingSettings) -> list[dict[
             boxes, encode_boxes = faces.second_pass(image, settings.max_side, settings.upsample)
             rec["second_s"] = time.perf_counter() - t0
             rec["second"] = len(boxes)
-            rec["paddings"] = {
-                label: bool(faces.second_pass(image, settings.max_side, settings.upsample,
-                                              margins, fill)[0])
-                for label, margins, fill in PADDINGS
-            } if job.box is not None else {}  # fmt: skip
+            rec["paddings"] = paddings_found(image, settings) if job.box is not None else {}
         if len(boxes) == 1:
             rec["vector"] = faces.encode(image, encode_boxes, 1, settings.model, settings.encoder)[
                 0
@@ -92,16 +98,7 @@ def run_jobs(
     jobs: list[CropJob], settings: EmbeddingSettings, workers: int
 ) -> list[dict[str, Any]]:
     """Run :func:`detect_task` on every job (in worker processes); results in job order."""
-    done = dict(run_batches(list(enumerate(jobs)), _numbered_task, settings, workers))
-    return [done[i] for i in range(len(jobs))]
-
-
-def _numbered_task(
-    batch: list[tuple[int, CropJob]], settings: EmbeddingSettings
-) -> list[tuple[int, dict[str, Any]]]:
-    """Worker task: :func:`detect_task`, each result with its job's number."""
-    records = detect_task([job for _, job in batch], settings)
-    return [(i, rec) for (i, _), rec in zip(batch, records, strict=True)]
+    return run_in_order(jobs, detect_task, settings, workers)
 
 
 def summarise(records: list[dict[str, Any]], genders: list[str], cs: CentroidSet) -> dict[str, Any]:

@@ -353,6 +353,19 @@ def detect(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE, upsample: int = 
     return sorted(boxes, key=lambda b: (b[3], b[0]))
 
 
+def pad(
+    image: np.ndarray, margin: float, fill: str = SECOND_PASS_FILL
+) -> tuple[np.ndarray, int, int]:
+    """``image`` with ``margin`` of its height and width added on every side, filled with ``fill``
+    (``"grey"``, mid-grey; or a :func:`numpy.pad` mode such as ``"edge"``); (copy, py, px), the
+    rows and columns added above and to the left."""
+    py, px = round(image.shape[0] * margin), round(image.shape[1] * margin)
+    pads = ((py, py), (px, px), (0, 0))
+    if fill == "grey":
+        return np.pad(image, pads, mode="constant", constant_values=128), py, px
+    return np.pad(image, pads, mode=fill), py, px
+
+
 def second_pass(
     image: np.ndarray,
     max_side: int = DEFAULT_MAX_SIDE,
@@ -382,12 +395,7 @@ def second_pass(
     """
     h, w = image.shape[:2]
     for margin in margins:
-        py, px = round(h * margin), round(w * margin)
-        pads = ((py, py), (px, px), (0, 0))
-        if fill == "grey":
-            padded = np.pad(image, pads, mode="constant", constant_values=128)
-        else:
-            padded = np.pad(image, pads, mode=fill)
+        padded, py, px = pad(image, margin, fill)
         extra = 1 if max(padded.shape[:2]) < SECOND_PASS_SMALL else 0
         boxes, unclipped = [], []
         for box in detect(padded, max_side, upsample + extra):

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from multiprocessing import get_context
 from typing import Any, TypeVar
@@ -229,3 +230,17 @@ def run_batches(
         if not ok:
             _POOLS.pop(jobs, None)
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_in_order(todo: list[T], task: Task, settings: EmbeddingSettings, jobs: int) -> list[R]:
+    """:func:`run_batches`, with the results in the order of ``todo`` (``task`` returns one
+    result per item of its batch, in order), whichever worker finishes first."""
+    numbered = list(enumerate(todo))
+    done = dict(run_batches(numbered, partial(_numbered, task), settings, jobs))
+    return [done[i] for i in range(len(todo))]
+
+
+def _numbered(task: Task, batch: list[tuple[int, T]], settings: EmbeddingSettings) -> list:
+    """Worker task: ``task`` on the items of ``batch``, each result with its item's number."""
+    results = task([item for _, item in batch], settings)
+    return [(i, r) for (i, _), r in zip(batch, results, strict=True)]
