@@ -31,8 +31,8 @@ COPY scraper ./scraper
 # dlib's face encoder converted to ONNX at build time, readable by the service's user
 ENV ANFE_CACHE=/opt/anfe/encoder-cache
 RUN pip install -c constraints.txt . \
-    && python -c "import face_recognition, app.main" \
-    && python -m centroids.onnx_encoder  # fails the build if a model is missing or unconvertible
+    && python -c "import face_recognition, anfe.app.main" \
+    && anfe prepare  # fails the build if a model is missing or unconvertible
 
 RUN useradd --system --create-home --uid 10001 anfe \
     && mkdir -p /data \

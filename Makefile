@@ -19,11 +19,11 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,dask]'
 	# convert dlib's face encoder to ONNX now (cached in $$ANFE_CACHE or ~/.cache/anfe), so that
 	# anfe works offline and the first request does not wait for it
-	$(BIN)/python -m centroids.onnx_encoder
+	$(BIN)/anfe prepare
 	touch $(STAMP)
 
 # the exact versions of a working .venv, which `make install` and the Docker image install with;
-# rerun after changing a dependency in pyproject.toml (tests/test_constraints.py checks them)
+# rerun after changing a dependency in pyproject.toml (tests/project/test_constraints.py checks them)
 constraints:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^pip==' > constraints.txt
 

@@ -8,65 +8,95 @@
 :func:`load` returns a :class:`CentroidSet` for repeated or advanced use, with
 :func:`face_locations` and :func:`face_encodings` for the steps before ``CentroidSet.classify``.
 
-Importing anfe checks that dlib and face_recognition are installed (pip cannot install them as
-dependencies, see the README); when they are not, it raises :class:`MissingDependency`, an
-``ImportError`` that an uncaught ``import anfe`` reports as one line with the commands to run.
+``import anfe`` does nothing but define names: the modules behind them load on first use (PEP 562),
+so that ``anfe.centroids``, ``anfe.app`` and the other subpackages import without the face models.
+The first use of a function that needs dlib and face_recognition checks that they are installed
+(pip cannot install them as dependencies, see the README) and raises :class:`MissingDependency`,
+an ``ImportError`` whose message holds the commands to run, when they are not.
 """
 
 from __future__ import annotations
 
-import sys
-from importlib.metadata import version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from centroids import requirements as _requirements
-from centroids.errors import (
-    AnfeError,
-    CentroidsNotFound,
-    DatabaseUnavailable,
-    ImageTooLarge,
-    ImageUndecodable,
-    InvalidParameter,
-    MissingDependency,
-    UnsupportedImageType,
-)
+# name -> the module that defines it
+_EXPORTS = {
+    "AnfeError": "anfe.centroids.errors",
+    "CentroidsNotFound": "anfe.centroids.errors",
+    "DatabaseUnavailable": "anfe.centroids.errors",
+    "ImageTooLarge": "anfe.centroids.errors",
+    "ImageUndecodable": "anfe.centroids.errors",
+    "InvalidParameter": "anfe.centroids.errors",
+    "MissingDependency": "anfe.centroids.errors",
+    "UnsupportedImageType": "anfe.centroids.errors",
+    "EmbeddingSettings": "anfe.centroids.vision.settings",
+    "CentroidSet": "anfe.centroids.model.centroid_set",
+    "Predictions": "anfe.centroids.model.centroid_set",
+    "face_encodings": "anfe.api",
+    "face_locations": "anfe.api",
+    "load": "anfe.api",
+    "load_image": "anfe.api",
+    "predict": "anfe.api",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and editors; never run
+    from anfe.api import face_encodings, face_locations, load, load_image, predict
+    from anfe.centroids.errors import (
+        AnfeError,
+        CentroidsNotFound,
+        DatabaseUnavailable,
+        ImageTooLarge,
+        ImageUndecodable,
+        InvalidParameter,
+        MissingDependency,
+        UnsupportedImageType,
+    )
+    from anfe.centroids.model.centroid_set import CentroidSet, Predictions
+    from anfe.centroids.vision.settings import EmbeddingSettings
 
 
-def _report_in_one_line(previous):
-    def hook(kind, exc, tb):
-        if issubclass(kind, MissingDependency):
-            print(f"anfe: error: {exc}", file=sys.stderr)
-        else:
-            previous(kind, exc, tb)
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
 
-    return hook
+        return version("anfe")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'anfe' has no attribute {name!r}")
+    if module == "anfe.api":
+        _check_requirements()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
-try:
-    _requirements.check()
-except MissingDependency:
-    sys.excepthook = _report_in_one_line(sys.excepthook)  # only if nothing catches it
-    raise
+def _check_requirements() -> None:
+    """On first use of a function that needs them: are dlib and face_recognition installed?
 
-from anfe.api import face_encodings, face_locations, load, load_image, predict  # noqa: E402
-from centroids.faces import EmbeddingSettings  # noqa: E402
-from centroids.model import CentroidSet, Predictions  # noqa: E402
+    When they are not, :class:`MissingDependency` (an ``ImportError``) is raised; left uncaught,
+    it is reported as one line with the commands to run, not a traceback.
+    """
+    import sys
 
-__version__ = version("anfe")
-__all__ = [
-    "AnfeError",
-    "CentroidSet",
-    "CentroidsNotFound",
-    "DatabaseUnavailable",
-    "EmbeddingSettings",
-    "ImageTooLarge",
-    "ImageUndecodable",
-    "InvalidParameter",
-    "MissingDependency",
-    "Predictions",
-    "UnsupportedImageType",
-    "face_encodings",
-    "face_locations",
-    "load",
-    "load_image",
-    "predict",
-]
+    from anfe.centroids.errors import MissingDependency
+    from anfe.centroids.vision import requirements
+
+    try:
+        requirements.check()
+    except MissingDependency:
+        previous = sys.excepthook
+
+        def hook(kind, exc, tb):
+            if issubclass(kind, MissingDependency):
+                print(f"anfe: error: {exc}", file=sys.stderr)
+            else:
+                previous(kind, exc, tb)
+
+        sys.excepthook = hook  # only if nothing catches it
+        raise
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from centroids import faces, shipped
-from centroids.model import CentroidSet
-from centroids.predict import predict_image
-from centroids.store import Store
+from anfe.centroids.imaging import decoding
+from anfe.centroids.model.centroid_set import CentroidSet
+from anfe.centroids.predict import predict_image
+from anfe.centroids.storage import shipped
+from anfe.centroids.storage.store import Store
+from anfe.centroids.vision import faces
 
 ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
@@ -75,9 +77,9 @@ def predict(
     """
     cs = centroids if isinstance(centroids, CentroidSet) else load(centroids, db)
     if isinstance(image, (Image.Image, np.ndarray)):
-        data: bytes | np.ndarray = faces.as_rgb(image)
+        data: bytes | np.ndarray = decoding.as_rgb(image)
     else:
-        data = faces.read_bytes(image)
+        data = decoding.read_bytes(image)
     return predict_image(data, cs, max_faces=max_faces, encoder=encoder)["faces"]
 
 
@@ -87,7 +89,7 @@ def load_image(image: str | Path | bytes) -> np.ndarray:
     :param image: a file path, or the bytes of an image file
     :return: the image as a uint8 RGB array of shape (height, width, 3)
     """
-    return faces.load_image(image)
+    return decoding.load_image(image)
 
 
 def face_locations(image: np.ndarray) -> list[tuple[int, int, int, int]]:

@@ -4,7 +4,7 @@ Routes stay thin and call :mod:`centroids` (see ``routes.py``); settings come fr
 (``settings.py``); detection and encoding run in a pool of worker processes (``pool.py``).
 """
 
-from app.main import create_app
-from app.settings import Settings
+from anfe.app.main import create_app
+from anfe.app.settings import Settings
 
 __all__ = ["Settings", "create_app"]

@@ -17,14 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from centroids import shipped
-from centroids.errors import AnfeError, CentroidsNotFound, NoCentroids
-from centroids.model import CentroidSet
-from centroids.store import Store, db_kind, describe_uri, without_arrays
+from anfe.centroids.errors import AnfeError, CentroidsNotFound, NoCentroids
+from anfe.centroids.model.centroid_set import CentroidSet
+from anfe.centroids.storage import shipped
+from anfe.centroids.storage.store import Store, db_kind, describe_uri, without_arrays
 
 log = logging.getLogger("anfe.app")
-# the arrays of a stored set: served by GET /centroids/{id} as vectors, never in listings
-HEAVY_FIELDS = ("vectors", "prototypes", "whitening")
 
 
 class CentroidCache:
@@ -147,15 +145,23 @@ class CentroidCache:
                 f"no centroid set with id {cid!r}; stored: {', '.join(self._sets)}"
             ) from None
 
-    def metadata(self) -> list[dict[str, Any]]:
-        """The stored documents without vectors, smallest set first."""
-        return [dict(d) for d in self._docs]
+    def summaries(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(id, fields)`` of every servable set, smallest first: its stored fields without the
+        id and the arrays (vectors, prototypes, whitening, the age model's weights)."""
+        return [(d["_id"], {k: v for k, v in d.items() if k != "_id"}) for d in self._docs]
 
-    def document(self, cid: str) -> dict[str, Any]:
-        """Metadata and vectors of one set."""
+    def summary(self, cid: str) -> dict[str, Any]:
+        """The fields of set ``cid`` as :meth:`summaries` gives them.
+
+        :raises CentroidsNotFound: no set ``cid``
+        """
+        self.get(cid)
+        return next(fields for sid, fields in self.summaries() if sid == cid)
+
+    def vectors(self, cid: str) -> dict[str, list[float]]:
+        """The two centroids of set ``cid``, as lists of floats."""
         cs = self.get(cid)
-        meta = next(d for d in self._docs if d["_id"] == cid)
-        return {**meta, "vectors": {"female": cs.female.tolist(), "male": cs.male.tolist()}}
+        return {"female": cs.female.tolist(), "male": cs.male.tolist()}
 
     def status(self) -> tuple[bool, str | None]:
         """Whether the last look at the database succeeded, and why not."""

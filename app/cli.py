@@ -12,11 +12,12 @@ import socket
 import sys
 import tempfile
 
-from app.metrics import MULTIPROC_ENV
-from centroids import encoders
-from centroids.cli import add_encoder_option, to_devnull
-from centroids.errors import InvalidParameter
-from centroids.store import check_uri, default_uri, describe_uri
+from anfe.app.metrics import MULTIPROC_ENV
+from anfe.centroids.errors import InvalidParameter
+from anfe.centroids.storage.store import check_uri, default_uri, describe_uri
+from anfe.centroids.vision import encoders
+from anfe.cli import to_devnull
+from anfe.options import add_db_option, add_encoder_option
 
 EXAMPLES = """examples:
   anfe serve                                    # http://127.0.0.1:8000, embedded database
@@ -39,9 +40,7 @@ def register(subparsers) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--db", default=None, help=f"database URI or folder (default: $ANFE_DB or {default_uri()})"
-    )
+    add_db_option(p, "the centroid sets")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
@@ -95,7 +94,7 @@ def register(subparsers) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn log level (default: %(default)s)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs_models=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
             os.environ[name] = str(value)
     from pydantic import ValidationError
 
-    from app.concurrency import connection_backstop
-    from app.protocol import HeadersDeadlineProtocol
-    from app.settings import Settings
+    from anfe.app.concurrency import connection_backstop
+    from anfe.app.protocol import HeadersDeadlineProtocol
+    from anfe.app.settings import Settings
 
     try:
         settings = Settings()  # fail here, in one line, on a malformed ANFE_* variable
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
         uvicorn.run(
-            "app.main:app_from_env",
+            "anfe.app.main:app_from_env",
             factory=True,
             host=args.host,
             port=args.port,

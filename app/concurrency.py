@@ -11,7 +11,7 @@ uvicorn's own ``limit_concurrency`` stays as a backstop on open connections, at
 
 from __future__ import annotations
 
-from app.errors import ServerBusy, send_error
+from anfe.app.errors import ServerBusy, send_error
 
 # paths answered whatever the load: cheap, and what monitors and load balancers poll
 UNLIMITED_PATHS = frozenset({"/health", "/metrics"})

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from centroids.dask_pool import DaskUnavailable
-from centroids.errors import (
+from anfe.centroids.builder.dask_pool import DaskUnavailable
+from anfe.centroids.errors import (
     AnfeError,
     CentroidsNotFound,
     DatabaseUnavailable,

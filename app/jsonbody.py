@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
-from app.errors import MalformedRequest
-from app.schemas import PredictJSON
-from centroids.errors import ImageTooLarge, ImageUndecodable, InvalidParameter
+from anfe.app.errors import MalformedRequest
+from anfe.app.schemas import PredictJSON
+from anfe.centroids.errors import ImageUndecodable, InvalidParameter
+from anfe.centroids.imaging.formats import too_many_bytes
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,11 @@ def image_from_json(body: bytes, max_bytes: int) -> bytes:
     if text.startswith("data:") and "," in text:  # a data: URL, as a browser makes it
         text = text.split(",", 1)[1]
     if len(text) * 3 // 4 > max_bytes + 3:
-        raise ImageTooLarge(f"the image has more than {max_bytes} bytes; the limit is {max_bytes}")
+        raise too_many_bytes(max_bytes, max_bytes, exact=False)
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ImageUndecodable("image_base64 is not valid base64") from None
     if len(data) > max_bytes:
-        raise ImageTooLarge(f"the image has {len(data)} bytes; the limit is {max_bytes}")
+        raise too_many_bytes(len(data), max_bytes)
     return data

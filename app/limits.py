@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from app.errors import BodyTimeout, send_error
-from centroids.errors import ImageTooLarge
+from anfe.app.errors import BodyTimeout, send_error
+from anfe.centroids.errors import ImageTooLarge
+from anfe.centroids.imaging.formats import too_many_bytes
 
 # room for multipart boundaries, part headers and other form fields
 OVERHEAD = 64 * 1024
@@ -36,8 +37,7 @@ class BodyLimit:
             return
         length = _content_length(scope)
         if length is not None and length > limit:
-            message = f"the request has {length} bytes; the limit is {limit}"
-            await send_error(send, ImageTooLarge(message), close=True)
+            await send_error(send, too_many_bytes(length, limit, "the request"), close=True)
             return
         received = 0
         started = False
@@ -57,7 +57,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
                 if received > limit:
-                    raise ImageTooLarge(f"the request has more than {limit} bytes")
+                    raise too_many_bytes(limit, limit, "the request", exact=False)
             return message
 
         async def tracking_send(message):

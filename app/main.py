@@ -17,16 +17,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from app.concurrency import RequestLimit
-from app.docs import add_docs
-from app.errors import ClientGone, error_body, http_status
-from app.limits import OVERHEAD, BodyLimit
-from app.metrics import add_metrics
-from app.routes import api, open_router
-from app.security import SecurityHeaders, add_cors, origins, page_headers
-from app.service import Service
-from app.settings import Settings
-from centroids.errors import AnfeError
+from anfe.app.concurrency import RequestLimit
+from anfe.app.docs import add_docs
+from anfe.app.errors import ClientGone, error_body, http_status
+from anfe.app.limits import OVERHEAD, BodyLimit
+from anfe.app.metrics import add_metrics
+from anfe.app.routes import api, open_router
+from anfe.app.security import SecurityHeaders, add_cors, origins, page_headers
+from anfe.app.service import Service
+from anfe.app.settings import Settings
+from anfe.centroids.errors import AnfeError
 
 log = logging.getLogger("anfe.app")
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",  # open, like the docs: see SECURITY.md
     )
     app.state.service = service
-    app.state.page = (resources.files("app") / "static" / "index.html").read_text("utf-8")
+    app.state.page = (resources.files("anfe.app") / "static" / "index.html").read_text("utf-8")
     app.state.page_headers = page_headers(app.state.page)
     app.include_router(open_router)
     app.include_router(api)

@@ -3,7 +3,7 @@
 dlib's encoder holds the GIL (``perf/gil.py`` measures it: two threads encode no faster
 than one, and a thread running detect+encode stalls the others for over 100 ms), so threads
 would stall ``/health`` and every other request. Workers are forked from a fork server that
-loaded dlib's detector and 5-point landmark model once (:mod:`app.worker_models`), so a new
+loaded dlib's detector and 5-point landmark model once (:mod:`anfe.app.worker_models`), so a new
 worker only opens its encoder (an onnxruntime session is not fork-safe, so each worker opens
 its own, with cores / workers threads); :meth:`CpuPool.start` waits for all of them before the
 service takes requests.
@@ -45,12 +45,12 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from app.errors import ClientGone, WorkerFailed
-from app.jsonbody import JsonImage, image_from_json
-from centroids import encoders, faces
-from centroids.errors import AnfeError, ImageOverBudget
-from centroids.model import CentroidSet
-from centroids.predict import predict_image
+from anfe.app.errors import ClientGone, WorkerFailed
+from anfe.app.jsonbody import JsonImage, image_from_json
+from anfe.centroids.errors import AnfeError, ImageOverBudget
+from anfe.centroids.model.centroid_set import CentroidSet
+from anfe.centroids.predict import predict_image
+from anfe.centroids.vision import encoders, faces
 
 log = logging.getLogger("anfe.app")
 # time allowed per face for landmarks + encoding, after detection: a generous allowance
@@ -60,7 +60,7 @@ GRACE_SECONDS = 1.0
 # how often a waiting request looks whether its client is still there
 POLL_SECONDS = 0.25
 START_TIMEOUT = 600.0
-PRELOAD = ["app.worker_models", "centroids.predict", "app.pool"]
+PRELOAD = ["anfe.app.worker_models", "anfe.centroids.predict", "anfe.app.pool"]
 # centroid sets each worker keeps between requests (ANFE_WORKER_SETS)
 WORKER_SETS = 4
 
@@ -224,6 +224,16 @@ class CpuPool:
         self._closing = False
         self._reapers: set[asyncio.Task] = set()
 
+    def status(self) -> dict[str, Any]:
+        """What ``/health`` reports of the pool: ``ready`` (a worker can take an image),
+        ``size``, ``ready_count`` (workers with their models loaded) and ``replaced``."""
+        return {
+            "ready": self.ready,
+            "size": self.size,
+            "ready_count": self.ready_count,
+            "replaced": self.replaced,
+        }
+
     @property
     def ready(self) -> bool:
         """Whether at least one worker has its models loaded and can take an image."""
@@ -323,8 +333,8 @@ class CpuPool:
         disconnected: Callable[[], Awaitable[bool]] | None = None,
         **limits: int,
     ) -> dict[str, Any]:
-        """Classify ``data`` in a worker (see :func:`centroids.predict.predict_image`); a
-        :class:`JsonImage` is parsed there (see :func:`app.jsonbody.image_from_json`).
+        """Classify ``data`` in a worker (see :func:`anfe.centroids.predict.predict_image`); a
+        :class:`JsonImage` is parsed there (see :func:`anfe.app.jsonbody.image_from_json`).
 
         :raises ImageOverBudget: the worker overran the time budget (it was replaced)
         :raises WorkerFailed: the worker died while working on this image (it was replaced)

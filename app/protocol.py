@@ -4,7 +4,7 @@ uvicorn times out idle kept-alive connections but not a request that never finis
 headers: 300 connections sending a header byte now and then (slowloris) stayed open forever.
 Here the request line and headers must arrive within ``ANFE_TIMEOUT_HEADERS`` seconds of the
 connection opening (or of the first byte after a kept-alive response); then the connection is
-closed. The body has its own timeout, in :mod:`app.limits`.
+closed. The body has its own timeout, in :mod:`anfe.app.limits`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ log = logging.getLogger("anfe.app")
 @functools.cache
 def headers_timeout() -> float:
     """``ANFE_TIMEOUT_HEADERS``, read once per server process."""
-    from app.settings import Settings
+    from anfe.app.settings import Settings
 
     return Settings().timeout_headers
 

@@ -11,10 +11,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 
-from app import uploads
-from app.cache import HEAVY_FIELDS
-from app.errors import Unauthorized, http_status
-from app.schemas import (
+from anfe.app import uploads
+from anfe.app.errors import Unauthorized, http_status
+from anfe.app.schemas import (
     ERROR_RESPONSES,
     BatchItem,
     BatchResponse,
@@ -25,9 +24,9 @@ from app.schemas import (
     Health,
     PredictResponse,
 )
-from app.security import key_matches
-from app.service import Service
-from centroids.errors import AnfeError
+from anfe.app.security import key_matches
+from anfe.app.service import Service
+from anfe.centroids.errors import AnfeError
 
 log = logging.getLogger("anfe.app")
 api_key_header = APIKeyHeader(
@@ -126,16 +125,17 @@ async def health(svc: Svc) -> JSONResponse:
     cache = await svc.health_view()  # never waits on a slow database: < 100 ms
     db_ok, db_error = cache.status()
     ids = cache.ids() if db_ok else []
-    ok = db_ok and cache.default() in ids and svc.pool.ready
+    pool = svc.pool.status()
+    ok = db_ok and cache.default() in ids and pool["ready"]
     body = Health(
         status="ok" if ok else "unavailable",
         database={"ok": db_ok, "kind": cache.kind, "error": db_error},
         centroids=ids,
         default_centroids=cache.default() if ids else None,
-        model_loaded=svc.pool.ready,
-        workers=svc.pool.size,
-        workers_ready=svc.pool.ready_count,
-        workers_replaced=svc.pool.replaced,
+        model_loaded=pool["ready"],
+        workers=pool["size"],
+        workers_ready=pool["ready_count"],
+        workers_replaced=pool["replaced"],
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -195,7 +195,7 @@ async def predict_batch(
 async def list_centroids(svc: Svc) -> CentroidList:
     cache = await svc.centroids()
     default = cache.default() if cache.ids() else None
-    items = [_summary(d, default) for d in cache.metadata()]
+    items = [_summary(cid, fields, default) for cid, fields in cache.summaries()]
     return CentroidList(default=default, centroids=items)
 
 
@@ -204,13 +204,12 @@ async def list_centroids(svc: Svc) -> CentroidList:
 )
 async def get_centroids(svc: Svc, cid: Annotated[str, Path(max_length=64)]) -> CentroidDetail:
     cache = await svc.centroids()
-    doc = cache.document(cid)
-    return CentroidDetail(**_summary(doc, cache.default()).model_dump(), vectors=doc["vectors"])
+    summary = _summary(cid, cache.summary(cid), cache.default())
+    return CentroidDetail(**summary.model_dump(), vectors=cache.vectors(cid))
 
 
-def _summary(doc: dict, default: str | None) -> CentroidSummary:
-    fields = {k: _finite(v) for k, v in doc.items() if k != "_id" and k not in HEAVY_FIELDS}
-    return CentroidSummary(id=doc["_id"], default=doc["_id"] == default, **fields)
+def _summary(cid: str, fields: dict, default: str | None) -> CentroidSummary:
+    return CentroidSummary(id=cid, default=cid == default, **_finite(fields))
 
 
 def _finite(value):

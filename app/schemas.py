@@ -25,7 +25,7 @@ class Distances(BaseModel):
 
 
 class Age(BaseModel):
-    """Estimated age in years, with an interval from held-out errors (see centroids/age.py)."""
+    """Estimated age in years, with an interval from held-out errors (see centroids/model/age.py)."""
 
     value: float
     low: float = Field(description="lower end of the interval (nominal coverage 90 %)")

@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from app.cache import CentroidCache
-from app.jsonbody import JsonImage
-from app.pool import CpuPool
-from app.settings import Settings
-from centroids import faces
-from centroids.errors import AnfeError, ImageUndecodable, UnsupportedImageType
-from centroids.model import CentroidSet
+from anfe.app.cache import CentroidCache
+from anfe.app.jsonbody import JsonImage
+from anfe.app.pool import CpuPool
+from anfe.app.settings import Settings
+from anfe.centroids.errors import AnfeError
+from anfe.centroids.imaging import formats
+from anfe.centroids.model.centroid_set import CentroidSet
 
 # /health waits this long for a due database look, then answers with what it last saw
 HEALTH_WAIT_SECONDS = 0.05
@@ -97,10 +97,7 @@ class Service:
         ``disconnected()`` is polled while the worker works; when it turns true the work stops.
         """
         if isinstance(data, bytes):
-            if not data:
-                raise ImageUndecodable("the image is empty (0 bytes)")
-            if faces.sniff_format(data) is None:  # cheap: refuse without a trip to a worker
-                raise UnsupportedImageType("not a JPEG, PNG, WebP, BMP or GIF image")
+            formats.image_format(data)  # cheap: refuse without a trip to a worker
         s = self.settings
         return await self.pool.predict(
             data,

@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.pool import WORKER_SETS
-from centroids import faces
-from centroids.cpus import usable_cpus
-from centroids.store import default_uri
+from anfe.app.pool import WORKER_SETS
+from anfe.centroids.cpus import usable_cpus
+from anfe.centroids.imaging import decoding
+from anfe.centroids.storage.store import default_uri
 
 # the slowest real photo measured took 6.3 s (a 4000x3000 PNG, perf/image_budget.py on a
 # busy 2-core machine); the budget leaves a few seconds beyond it
@@ -29,13 +29,15 @@ class Settings(BaseSettings):
     centroids: str | None = Field(
         None, description="default centroid set id (else g_5000-mahalanobis, else the largest)"
     )
-    max_bytes: int = Field(faces.DEFAULT_MAX_BYTES, ge=1, description="largest upload, in bytes")
-    max_pixels: int = Field(faces.DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels")
+    max_bytes: int = Field(decoding.DEFAULT_MAX_BYTES, ge=1, description="largest upload, in bytes")
+    max_pixels: int = Field(
+        decoding.DEFAULT_MAX_PIXELS, ge=1, description="largest image, in pixels"
+    )
     max_image_side: int = Field(
-        faces.DEFAULT_MAX_IMAGE_SIDE, ge=1, description="longest side of an image, in pixels"
+        decoding.DEFAULT_MAX_IMAGE_SIDE, ge=1, description="longest side of an image, in pixels"
     )
     max_decoded_bytes: int = Field(
-        faces.DEFAULT_MAX_DECODED_BYTES, ge=1, description="largest image once decoded, in bytes"
+        decoding.DEFAULT_MAX_DECODED_BYTES, ge=1, description="largest image once decoded, in bytes"
     )
     max_faces: int = Field(20, ge=1, le=100, description="default faces classified per image")
     max_batch_files: int = Field(16, ge=1, le=256, description="most files in one batch request")

@@ -1,6 +1,6 @@
 """Read the image bytes out of a request: multipart ``file``/``files`` or JSON ``image_base64``.
 
-Sizes are enforced while reading: the body as a whole by :mod:`app.limits`, each file here by
+Sizes are enforced while reading: the body as a whole by :mod:`anfe.app.limits`, each file here by
 reading at most one byte past ``max_bytes`` (multipart files are spooled to disk past 1 MB).
 """
 
@@ -12,14 +12,10 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from app.errors import MalformedRequest
-from app.jsonbody import JsonImage
-from centroids.errors import (
-    AnfeError,
-    ImageTooLarge,
-    InvalidParameter,
-    UnsupportedImageType,
-)
+from anfe.app.errors import MalformedRequest
+from anfe.app.jsonbody import JsonImage
+from anfe.centroids.errors import AnfeError, InvalidParameter, UnsupportedImageType
+from anfe.centroids.imaging.formats import too_many_bytes
 
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
@@ -40,7 +36,7 @@ def media_type(request: Request) -> str:
 
 async def predict_upload(request: Request, max_bytes: int) -> bytes | JsonImage:
     """The image of a ``POST /predict``: multipart field ``file``, or the JSON body holding
-    ``image_base64`` (decoded later, in a worker: see :mod:`app.jsonbody`).
+    ``image_base64`` (decoded later, in a worker: see :mod:`anfe.app.jsonbody`).
 
     :raises UnsupportedImageType: a body that is neither multipart nor JSON
     :raises InvalidParameter: no ``file`` field, or JSON without ``image_base64``
@@ -88,9 +84,7 @@ async def read_upload(item: UploadFile | str, max_bytes: int) -> Upload:
     if len(data) > max_bytes:
         return Upload(
             item.filename,
-            error=ImageTooLarge(
-                f"the image has more than {max_bytes} bytes; the limit is {max_bytes}"
-            ),
+            error=too_many_bytes(max_bytes, max_bytes, exact=False),
         )
     return Upload(item.filename, data)
 

@@ -1,7 +1,7 @@
 """``anfe bench --ages``: the age estimate and children's answers, on the held-out side of a split.
 
 The age model and every child policy are fitted on the train side of the split (all ages,
-:func:`centroids.children.fit_age_and_children`, the code of ``anfe centroids fit-age``) and
+:func:`centroids.fit_children.fit_age_and_children`, the code of ``anfe centroids fit-age``) and
 scored on the held-out side: the age's mean absolute error and interval coverage by age band, and,
 per age band and gender, the share of faces answered (not ``uncertain``) and the share of those
 answers that are wrong, before (the set as built for adults) and after each policy, with the
@@ -17,17 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from centroids.age import AGE_BANDS, AgeModel, band_name, band_of
-from centroids.children import (
+from anfe.centroids.model.age import AGE_BANDS, AgeModel, band_name, band_of
+from anfe.centroids.model.calibration import expected_calibration_error
+from anfe.centroids.model.centroid_set import GENDERS, CentroidSet, Predictions
+from anfe.centroids.model.children import (
     DEFAULT_EDGES,
     DEFAULT_METHOD,
     METHODS,
     ROUTINGS,
     Router,
     abstain_policy,
-    fit_age_and_children,
 )
-from centroids.model import GENDERS, CentroidSet, Predictions, expected_calibration_error
+from anfe.centroids.model.fit_children import fit_age_and_children
 
 BAND_NAMES = [band_name(b) for b in AGE_BANDS]
 
@@ -98,7 +99,7 @@ def score(
 ) -> dict[str, Any]:
     """Fit on ``train`` = (embeddings, ages, genders), score on ``test``; see the module doc.
 
-    Each policy is fitted with each routing (``centroids.children.ROUTINGS``): the router's band,
+    Each policy is fitted with each routing (``anfe.centroids.model.children.ROUTINGS``): the router's band,
     and the band of the estimated age (named "..., routed by age"). The row "borrowed router,
     abstain" is what a set without its own policy does with the default's router: the set's own
     answer, uncertain for every face routed to a child band.
@@ -142,7 +143,9 @@ def score(
             if method == DEFAULT_METHOD and routing == "router":
                 borrowed = replace(adult_only, age=fitted.age,
                                    children=abstain_policy(fitted.children.router))  # fmt: skip
-    if borrowed is not None:  # what a set without its own policy does (centroids.shipped.with_age)
+    if (
+        borrowed is not None
+    ):  # what a set without its own policy does (anfe.centroids.storage.shipped.with_age)
         policies.append(
             {
                 "name": "borrowed router, abstain",

@@ -7,7 +7,7 @@ knows the gender, too!", Table 1) follow and need scikit-learn (the ``bench`` ex
 regression, linear SVM, RBF SVM and 1-nearest-neighbour with cosine distance. To compare another
 classifier, add a :class:`Method` to the list. The centroid modes are not listed here:
 they are stored sets with a calibrated confidence, scored beside these rows by
-:mod:`bench.modes` (``anfe bench --modes``).
+:mod:`anfe.bench.modes` (``anfe bench --modes``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from centroids.errors import InvalidParameter
-from centroids.model import GENDERS
+from anfe.centroids.errors import InvalidParameter
+from anfe.centroids.model.centroid_set import GENDERS
 
 
 class NearestCentroid:

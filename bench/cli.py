@@ -7,14 +7,20 @@ import shlex
 import time
 from pathlib import Path
 
-from bench import report, run
-from centroids import encoders
-from centroids.build import parse_sizes
-from centroids.cli import add_encoder_option, add_landmarks_option, add_mode_options, mode_params
-from centroids.errors import InvalidParameter
-from centroids.faces import EmbeddingSettings
-from centroids.shipped import DEFAULT_CENTROIDS
-from centroids.store import Store, check_uri, default_uri
+from anfe.bench import cells, config, plots, report, run
+from anfe.centroids.builder.sets import parse_sizes
+from anfe.centroids.errors import InvalidParameter
+from anfe.centroids.storage.shipped import DEFAULT_CENTROIDS
+from anfe.centroids.storage.store import Store, check_uri, default_uri
+from anfe.centroids.vision import encoders
+from anfe.centroids.vision.settings import EmbeddingSettings
+from anfe.options import (
+    add_db_option,
+    add_encoder_option,
+    add_landmarks_option,
+    add_mode_options,
+    mode_params,
+)
 
 EXAMPLES = """examples:
   # the paper's experiment: centroids of 1K..50K images per gender, scored on a FaceScrub folder
@@ -97,7 +103,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--baselines",
-        choices=run.BASELINE_POLICIES,
+        choices=config.BASELINE_POLICIES,
         default="largest",
         help="train the baseline classifiers at the largest size, at all sizes, or not at all",
     )
@@ -147,10 +153,8 @@ def register(subparsers) -> None:
     add_landmarks_option(p)
     add_encoder_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--db", default=None, help=f"database URI (default: $ANFE_DB or {default_uri()})"
-    )
-    p.set_defaults(func=_run_bench)
+    add_db_option(p, "the embedding cache and the built sets")
+    p.set_defaults(func=_run_bench, needs_models=True)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -199,12 +203,12 @@ def _run_bench(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameter("--jobs must be at least 1")
-    report.require_matplotlib()
+    plots.require_matplotlib()
     check_uri(args.db or default_uri())
     params = mode_params(args)
     if args.out.exists() and not args.out.is_dir():
         raise InvalidParameter(f"--out {str(args.out)!r} is a file, not a folder")
-    cfg = run.BenchConfig(
+    cfg = config.BenchConfig(
         train=args.train,
         tests=list(args.test),
         sizes=parse_sizes(args.sizes),
@@ -242,9 +246,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         last = t["sizes"][-1]
         s = last["scores"]
         print(
-            f"{t['name']}: {last['centroid_id']} women {report.pct(s['accuracy_female'])}% "
-            f"men {report.pct(s['accuracy_male'])}% balanced "
-            f"{report.pct(s['balanced_accuracy'])}% on {s['n']} faces"
+            f"{t['name']}: {last['centroid_id']} women {cells.pct(s['accuracy_female'])}% "
+            f"men {cells.pct(s['accuracy_male'])}% balanced "
+            f"{cells.pct(s['balanced_accuracy'])}% on {s['n']} faces"
         )
     print(f"wrote {', '.join(str(p) for p in paths)}")
     print(

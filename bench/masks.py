@@ -21,11 +21,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from centroids import faces
-from centroids.errors import AnfeError
-from centroids.faces import Box, EmbeddingSettings
-from centroids.store import Store
-from centroids.workers import BATCH_IMAGES, BatchWriter, Embedded, Progress, run_batches
+from anfe.centroids.builder.workers import (
+    BATCH_IMAGES,
+    BatchWriter,
+    Embedded,
+    Progress,
+    run_batches,
+)
+from anfe.centroids.errors import AnfeError
+from anfe.centroids.imaging import decoding
+from anfe.centroids.storage.store import Store
+from anfe.centroids.vision import faces
+from anfe.centroids.vision.settings import Box, EmbeddingSettings
 
 FILLS = ("light", "dark", "patterned")
 MASK_VERSION = 1
@@ -85,7 +92,7 @@ class MaskJob:
 def mask_and_embed(job: MaskJob, settings: EmbeddingSettings) -> Embedded:
     """Draw the mask of this face's fill and embed the masked face at the original box."""
     try:
-        image = faces.load_image(job.path)
+        image = decoding.load_image(job.path)
     except AnfeError as exc:
         return Embedded(sha256=job.sha256, faces_found=0, error=exc.code)
     box = tuple(int(v) for v in job.box)
@@ -110,7 +117,7 @@ def masked_embeddings(
 ) -> list[Embedded]:
     """Embed the masked copy of every face, from the cache where possible; one result per job.
 
-    The work runs in the extraction's worker pool (:func:`centroids.workers.run_batches`) and is
+    The work runs in the extraction's worker pool (:func:`anfe.centroids.builder.workers.run_batches`) and is
     written to the database in batches as it arrives, so an interrupted run keeps what finished.
     """
     cached: dict[str, Embedded] = {}
@@ -144,7 +151,7 @@ def save_examples(jobs: Sequence[MaskJob], path: Path, per_fill: int = 2) -> Pat
     tiles = []
     for fill in FILLS:
         for job in [j for j in jobs if fill_for(j.sha256) == fill][:per_fill]:
-            image = faces.load_image(job.path)
+            image = decoding.load_image(job.path)
             box = tuple(int(v) for v in job.box)
             masked = draw_mask(image, faces.landmarks(image, [box])[0], fill)
             top, right, bottom, left = box

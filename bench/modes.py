@@ -1,6 +1,6 @@
 """Score centroid modes and baselines with intervals, worst groups, calibration and abstention.
 
-The benchmark puts every centroid mode (``g_N-<mode>``, see :mod:`centroids.model`)
+The benchmark puts every centroid mode (``g_N-<mode>``, see :mod:`anfe.centroids.model.centroid_set`)
 next to the paper's rule and the baseline classifiers, on the same test faces:
 
 - balanced accuracy with a 95% bootstrap interval, over persons where every test face names its
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import metrics
-from centroids.model import CentroidSet, expected_calibration_error
+from anfe.bench import metrics
+from anfe.centroids.model.calibration import expected_calibration_error
+from anfe.centroids.model.centroid_set import CentroidSet
 
 
 def clusters_of(items: list, usable: list[int]) -> list[str] | None:

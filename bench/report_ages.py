@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.tight import PADDINGS
+from anfe.bench.tight import PADDINGS
 
 
 def _pct(x: float | None) -> str:
@@ -78,7 +78,7 @@ def selection_markdown(policies: list[dict[str, Any]]) -> list[str]:
         "The router's thresholds of each policy, chosen on the train side's faces (cross-fitted "
         "bands and children's margins): among the pairs keeping adults within 0.5 point of "
         "answers and 0.1 point of balanced accuracy and answering at least 30 % of children, "
-        "the fewest wrong answers to children (`centroids.children.choose_routing`):",
+        "the fewest wrong answers to children (`centroids.fit_children.choose_routing`):",
         "",
     ]
     lines += _table(

@@ -1,16 +1,16 @@
 """How to encode the faces the second detection pass finds, compared on tight crops.
 
-``python -m bench.second_pass --test ../shared/data/lfw --skip 500 --per-gender 500``
+``python -m anfe.bench.second_pass --test ../shared/data/lfw --skip 500 --per-gender 500``
 
-Photos are drawn in the benchmark's seeded order per gender (:func:`bench.run.limit_per_gender`),
+Photos are drawn in the benchmark's seeded order per gender (:func:`anfe.bench.config.limit_per_gender`),
 skipping the first ``--skip`` of each gender, so with ``--skip 500`` none is a photo of
 ``anfe bench``'s LFW test draw (``--test-per-gender 500``): the choice is made on other photos than
 the ones the benchmark then reports. Each photo with exactly one HOG face is cropped ``fraction``
-of its box inside the box (:func:`bench.tight.crop_inside`). On each crop where HOG finds nothing
+of its box inside the box (:func:`anfe.bench.tight.crop_inside`). On each crop where HOG finds nothing
 and the second pass finds one face, the face is encoded in each of the ways of :data:`WAYS`, and
 the balanced accuracy of the set's answers (uncertain ones included) is printed for each, beside
 that of the faces HOG found at once on the other crops. On every crop HOG misses, the paddings of
-``anfe bench --tight-crops`` (:data:`bench.tight.PADDINGS`) are tried too (detection only), so the
+``anfe bench --tight-crops`` (:data:`anfe.bench.tight.PADDINGS`) are tried too (detection only), so the
 margins chosen on the benchmark's draw can be checked on other photos.
 """
 
@@ -24,12 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.run import limit_per_gender
-from bench.tight import PADDINGS, balanced_accuracy, crop_inside, paddings_found
-from centroids import datasets, faces, shipped
-from centroids.faces import Box, EmbeddingSettings
-from centroids.fit_age import set_settings
-from centroids.workers import default_jobs, run_in_order
+from anfe.bench.config import limit_per_gender
+from anfe.bench.tight import PADDINGS, balanced_accuracy, crop_inside, paddings_found
+from anfe.centroids.builder import datasets
+from anfe.centroids.builder.ages import set_settings
+from anfe.centroids.builder.workers import default_jobs, run_in_order
+from anfe.centroids.imaging import decoding
+from anfe.centroids.storage import shipped
+from anfe.centroids.vision import faces
+from anfe.centroids.vision.settings import Box, EmbeddingSettings
 
 
 def _shifted(box: Box, py: int, px: int) -> Box:
@@ -73,7 +76,7 @@ def crop_task(batch: list[tuple[str, float]], settings: EmbeddingSettings) -> li
     """Worker task: detect on the photo, crop, detect again, and encode each way."""
     out = []
     for path, fraction in batch:
-        image = faces.load_image(path)
+        image = decoding.load_image(path)
         boxes = faces.detect(image, settings.max_side, settings.upsample)
         if len(boxes) != 1:
             out.append({})
@@ -99,7 +102,7 @@ def crop_task(batch: list[tuple[str, float]], settings: EmbeddingSettings) -> li
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m bench.second_pass", description=__doc__.split("\n")[0]
+        prog="python -m anfe.bench.second_pass", description=__doc__.split("\n")[0]
     )
     p.add_argument("--test", type=Path, required=True, help="a labelled folder (FaceScrub layout)")
     p.add_argument("--skip", type=int, default=500, help="photos skipped per gender (%(default)s)")

@@ -3,7 +3,7 @@
 Tight crops are made on the fly from a test set's photos in which HOG found exactly one face:
 the photo is cut ``fraction`` of the box's size inside HOG's own box on every side, the way users
 crop a face so that it fills the picture. Each crop then goes through the service's detection
-(:func:`centroids.faces.detect`, then :func:`centroids.faces.second_pass` when it finds nothing)
+(:func:`anfe.centroids.vision.faces.detect`, then :func:`anfe.centroids.vision.faces.second_pass` when it finds nothing)
 and every face found is encoded and classified as ``/predict`` does. For the photos as they are,
 the second pass is run on those where HOG found no face. Reported: the share of images with no
 face before and after the second pass, the time each pass takes, the balanced accuracy of faces
@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from centroids import faces
-from centroids.errors import AnfeError
-from centroids.faces import EmbeddingSettings
-from centroids.model import CentroidSet
-from centroids.workers import run_in_order
+from anfe.centroids.builder.workers import run_in_order
+from anfe.centroids.errors import AnfeError
+from anfe.centroids.imaging import decoding
+from anfe.centroids.model.centroid_set import CentroidSet
+from anfe.centroids.vision import faces
+from anfe.centroids.vision.settings import EmbeddingSettings
 
 # paddings compared with the shipped one on the crops the first pass misses: (label, margins, fill)
 PADDINGS = (
@@ -69,7 +70,7 @@ def detect_task(batch: list[CropJob], settings: EmbeddingSettings) -> list[dict[
     out = []
     for job in batch:
         try:
-            image = faces.load_image(job.path)
+            image = decoding.load_image(job.path)
         except AnfeError as exc:
             out.append({"error": exc.code})
             continue

@@ -3,8 +3,9 @@
 Every error the project raises on purpose is an :class:`AnfeError`. Its ``code`` never changes
 between releases, so clients can branch on it; its message is one readable line that never holds
 a file system path of the server or a stack trace. The model knows nothing of HTTP or of exit
-codes: the service (``app/errors.py``) maps codes to HTTP statuses, the ``anfe`` command
-(``centroids/cli.py``) to exit codes.
+codes: the service (``anfe/app/errors.py``) maps codes to HTTP statuses, the ``anfe`` command
+(``anfe/cli.py``) maps each error's ``kind`` (what went wrong, for a script: ``usage``, ``image``,
+``centroids``, ``database``, ``model``, ``download``) to an exit code.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ class AnfeError(Exception):
     """Base class: ``code`` is stable, ``message`` one readable line."""
 
     code = "anfe_error"
+    kind = "failure"  # the kind of failure, which the anfe command turns into its exit code
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -24,48 +26,56 @@ class ImageUndecodable(AnfeError):
     """The bytes are not an image we can decode (empty, truncated, corrupt)."""
 
     code = "image_undecodable"
+    kind = "image"
 
 
 class ImageTooLarge(AnfeError):
     """The image has more bytes or more pixels than the configured limit."""
 
     code = "image_too_large"
+    kind = "image"
 
 
 class UnsupportedImageType(AnfeError):
     """The bytes are a file type we do not read (PDF, SVG, HTML, zip, ...)."""
 
     code = "unsupported_media_type"
+    kind = "image"
 
 
 class InvalidParameter(AnfeError):
     """A parameter given by the caller is out of range or malformed."""
 
     code = "invalid_parameter"
+    kind = "usage"
 
 
 class ImageOverBudget(AnfeError):
     """Decoding and detecting faces in the image took longer than its time budget."""
 
     code = "image_over_budget"
+    kind = "image"
 
 
 class CentroidsNotFound(AnfeError):
     """The requested centroid set is not in the database."""
 
     code = "centroids_not_found"
+    kind = "centroids"
 
 
 class NoCentroids(AnfeError):
     """The database holds no centroid set at all."""
 
     code = "no_centroids"
+    kind = "centroids"
 
 
 class DatabaseUnavailable(AnfeError):
     """The database cannot be reached, opened or written."""
 
     code = "database_unavailable"
+    kind = "database"
 
 
 class MissingDependency(AnfeError, ImportError):
@@ -81,15 +91,18 @@ class DatasetError(AnfeError):
     """A dataset folder is missing or has no labelled images in a known layout."""
 
     code = "dataset_invalid"
+    kind = "usage"
 
 
 class ModelFileInvalid(AnfeError):
     """The dlib model file is missing, truncated, or not the network we know how to read."""
 
     code = "model_file_invalid"
+    kind = "model"
 
 
 class EncoderCacheUnwritable(AnfeError):
     """The folder of converted face encoders cannot be created or written."""
 
     code = "encoder_cache_unwritable"
+    kind = "model"

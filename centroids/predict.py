@@ -8,23 +8,26 @@ from typing import Any
 
 import numpy as np
 
-from centroids import encoders, faces
-from centroids.errors import ImageOverBudget, InvalidParameter
-from centroids.model import CentroidSet
+from anfe.centroids import answers
+from anfe.centroids.errors import ImageOverBudget, InvalidParameter
+from anfe.centroids.imaging import decoding
+from anfe.centroids.model.centroid_set import CentroidSet
+from anfe.centroids.vision import encoders, faces
+from anfe.centroids.vision.settings import DEFAULT_MAX_SIDE, Box, EmbeddingSettings
 
 
-def embedding_settings(cs: CentroidSet, encoder: str | None = None) -> faces.EmbeddingSettings:
+def embedding_settings(cs: CentroidSet, encoder: str | None = None) -> EmbeddingSettings:
     """Settings for embedding new faces the way the centroid set's faces were embedded.
 
     :param encoder: ``onnx`` or ``dlib`` (default: ``$ANFE_ENCODER`` or ``onnx``): either gives
         the vectors the set was built from
     """
     emb = cs.embedding
-    return faces.EmbeddingSettings(
+    return EmbeddingSettings(
         model=emb.get("landmarks", "small"),
         jitters=int(emb.get("jitters", 1)),
         upsample=int(emb.get("upsample", 1)),
-        max_side=int(emb.get("max_side", faces.DEFAULT_MAX_SIDE)),
+        max_side=int(emb.get("max_side", DEFAULT_MAX_SIDE)),
         encoder=encoder or encoders.default_encoder(),
     )
 
@@ -34,10 +37,10 @@ def predict_image(
     cs: CentroidSet,
     *,
     max_faces: int = 20,
-    max_bytes: int = faces.DEFAULT_MAX_BYTES,
-    max_pixels: int = faces.DEFAULT_MAX_PIXELS,
-    max_image_side: int = faces.DEFAULT_MAX_IMAGE_SIDE,
-    max_decoded_bytes: int = faces.DEFAULT_MAX_DECODED_BYTES,
+    max_bytes: int = decoding.DEFAULT_MAX_BYTES,
+    max_pixels: int = decoding.DEFAULT_MAX_PIXELS,
+    max_image_side: int = decoding.DEFAULT_MAX_IMAGE_SIDE,
+    max_decoded_bytes: int = decoding.DEFAULT_MAX_DECODED_BYTES,
     max_side: int | None = None,
     encoder: str | None = None,
     budget_seconds: float | None = None,
@@ -46,7 +49,7 @@ def predict_image(
     """Detect, encode and classify every face (largest first up to ``max_faces``).
 
     ``data`` is the bytes of an image file, or an image already decoded (see
-    :func:`faces.as_rgb`, whose checks it passes through). All the faces of the image go to the
+    :func:`decoding.as_rgb`, whose checks it passes through). All the faces of the image go to the
     encoder (``encoder``: ``onnx`` or ``dlib``; default ``$ANFE_ENCODER`` or ``onnx``) in one call.
     ``budget_seconds`` bounds decoding plus detection: past it, the next step is not started
     (the service also kills a worker that overruns it inside a step). ``on_detected(n)`` is
@@ -56,7 +59,7 @@ def predict_image(
         is ``{"box": {...}, "gender", "distances", "margin", "confidence", "uncertain", "in_range",
         "age", "detection"}`` and faces are ordered left to right. ``detection`` is
         ``"second_pass"`` for faces found only on a copy with a margin around the picture
-        (:func:`centroids.faces.second_pass`), ``"first_pass"`` otherwise.
+        (:func:`anfe.centroids.vision.faces.second_pass`), ``"first_pass"`` otherwise.
     :raises ImageUndecodable, ImageTooLarge, UnsupportedImageType: for bad bytes
     :raises ImageOverBudget: decoding and detection took longer than ``budget_seconds``
     """
@@ -65,10 +68,10 @@ def predict_image(
     settings = embedding_settings(cs, encoder)
     t0 = time.perf_counter()
     if isinstance(data, np.ndarray):
-        image = faces.as_rgb(data, max_pixels)
+        image = decoding.as_rgb(data, max_pixels)
     else:
-        data = faces.read_bytes(data, max_bytes)
-        image = faces.decode(data, max_pixels, max_image_side, max_decoded_bytes)
+        data = decoding.read_bytes(data, max_bytes)
+        image = decoding.decode(data, max_pixels, max_image_side, max_decoded_bytes)
     t1 = time.perf_counter()
     _check_budget(t1 - t0, budget_seconds, "decoding")
     boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
@@ -86,18 +89,14 @@ def predict_image(
     _check_budget(t2 - t0, budget_seconds, "decoding and detection")
     if on_detected is not None:
         on_detected(len(boxes))
-    chips = faces.face_chips(image, faces.landmark_shapes(image, encode_boxes, settings.model))
+    chips = faces.chips(image, encode_boxes, settings.model)
     t3 = time.perf_counter()
-    vectors = encoders.encode_chips(chips, settings.jitters, settings.encoder)
+    vectors = faces.encode_chips(chips, settings.jitters, settings.encoder)
     t4 = time.perf_counter()
     out_faces = []
     if boxes:
         preds = cs.classify(vectors)
-        for i, (top, right, bottom, left) in enumerate(boxes):
-            rec = {"box": {"top": top, "right": right, "bottom": bottom, "left": left}}
-            rec.update(preds.record(i))
-            rec["detection"] = detection
-            out_faces.append(rec)
+        out_faces = [answers.face(box, preds, i, detection) for i, box in enumerate(boxes)]
     t5 = time.perf_counter()
     return {
         "centroids": cs.id,
@@ -113,7 +112,7 @@ def predict_image(
     }
 
 
-def _area(box: faces.Box) -> int:
+def _area(box: Box) -> int:
     top, right, bottom, left = box
     return (bottom - top) * (right - left)
 

@@ -2,7 +2,7 @@
 
 Makes ``--per-gender`` synthetic cached embeddings per gender in a fresh montydb (sqlite)
 database, each keyed by the sha256 of a small placeholder file in a ``female/`` ``male/``
-folder, then runs the real :func:`centroids.build.build` for every size up to ``--per-gender``.
+folder, then runs the real :func:`anfe.centroids.builder.sets.build` for every size up to ``--per-gender``.
 Every image is a cache hit, so the build must decode nothing and start no worker: the script
 counts decodes and encodes and reports time and memory of each step.
 
@@ -29,6 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+from anfe.centroids.imaging import decoding
+
 
 def rss_mib() -> float:
     import psutil
@@ -41,11 +43,11 @@ def main() -> int:
     ap.add_argument("--per-gender", type=int, default=50000, help="default: %(default)s")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
-    from centroids import build as build_mod
-    from centroids import encoders, faces
-    from centroids.extract import Embedded, load_cache
-    from centroids.faces import EmbeddingSettings
-    from centroids.store import Store
+    from anfe.centroids.builder import sets as build_mod
+    from anfe.centroids.builder.extract import Embedded, load_cache
+    from anfe.centroids.storage.store import Store
+    from anfe.centroids.vision import encoders
+    from anfe.centroids.vision.settings import EmbeddingSettings
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="anfe-bench-data-"))
     n = args.per_gender
@@ -100,7 +102,7 @@ def main() -> int:
         del cache
 
     calls = {"decode": 0, "encode": 0}
-    real_decode, real_encode = faces.decode, encoders.encode_chips
+    real_decode, real_encode = decoding.decode, encoders.encode_chips
 
     def counted(name, fn):
         def wrapper(*a, **kw):
@@ -109,7 +111,7 @@ def main() -> int:
 
         return wrapper
 
-    faces.decode = counted("decode", real_decode)
+    decoding.decode = counted("decode", real_decode)
     encoders.encode_chips = counted("encode", real_encode)
     sizes = [s for s in build_mod.DEFAULT_SIZES if s <= n] or [n]
     with Store(str(db)) as store:

@@ -49,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import service  # noqa: E402
 
+from anfe.centroids.imaging import decoding
+
 ANFE = service.ANFE
 SECTIONS = ("speed", "build", "service", "memory", "equality", "bench")
 TIMING_PARTS = ("decode", "detect", "landmarks", "encode", "classify")
@@ -60,11 +62,11 @@ def uptime() -> str:
 
 def chips_of(paths: list[Path]) -> np.ndarray:
     """The dlib chip of each UTKFace crop (the whole image is the face)."""
-    from centroids import faces
+    from anfe.centroids.vision import faces
 
     out = []
     for p in paths:
-        image = faces.decode(p.read_bytes())
+        image = decoding.decode(p.read_bytes())
         shapes = faces.landmark_shapes(image, [faces.whole_image_box(image)])
         out.append(faces.face_chips(image, shapes))
     return np.concatenate(out)
@@ -87,8 +89,8 @@ def per_face(fn, chips: np.ndarray, batch: int, repeats: int) -> tuple[float, fl
 
 
 def speed(chips: np.ndarray) -> None:
-    from centroids import encoders
-    from centroids.cpus import usable_cpus
+    from anfe.centroids.cpus import usable_cpus
+    from anfe.centroids.vision import encoders
 
     encoders.set_threads(1)
     dlib_run = lambda c: encoders.encode_chips(c, 1, "dlib")  # noqa: E731
@@ -139,9 +141,10 @@ class Steps:
 
 
 def build(crops: Path, paths: list[Path], work: Path) -> None:
-    from centroids import encoders, faces, images
-    from centroids.store import Store
-    from centroids.workers import WRITE_EVERY, Embedded, chunks
+    from anfe.centroids.builder.workers import WRITE_EVERY, Embedded, chunks
+    from anfe.centroids.imaging import formats
+    from anfe.centroids.storage.store import Store
+    from anfe.centroids.vision import encoders, faces
 
     n = len(paths)
     runs = {}
@@ -180,9 +183,9 @@ def build(crops: Path, paths: list[Path], work: Path) -> None:
     for p in paths:
         st.start()
         data = p.read_bytes()
-        shas.append(images.content_hash(data))
+        shas.append(formats.content_hash(data))
         st.lap("read + hash")
-        image = faces.decode(data)
+        image = decoding.decode(data)
         st.lap("decode")
         shapes = faces.landmark_shapes(image, [faces.whole_image_box(image)])
         st.lap("landmarks")
@@ -297,20 +300,20 @@ def worker_rss(kind: str, photos: list[str]) -> dict:
     """Run in a fresh process: load the models as a worker of ``kind`` does, embed the photos."""
     import psutil
 
-    from centroids import faces
+    from anfe.centroids.vision import faces
 
     if kind == "before":  # what the worker loaded before the ONNX encoder (faces._api())
         import face_recognition.api as api
 
         for p in photos:
-            image = faces.decode(Path(p).read_bytes())
+            image = decoding.decode(Path(p).read_bytes())
             for box in api.face_detector(image, 1):
                 shape = api.pose_predictor_5_point(image, box)
                 api.face_encoder.compute_face_descriptor(image, shape, 1)
     else:
         faces.warm_up(kind)
         for p in photos:
-            image = faces.decode(Path(p).read_bytes())
+            image = decoding.decode(Path(p).read_bytes())
             faces.encode(image, faces.detect(image), encoder=kind)
     return {"rss": psutil.Process().memory_info().rss}
 
@@ -338,8 +341,9 @@ def memory(photos: int) -> None:
 def equality(n_lfw: int, n_utk: int, seed: int) -> None:
     import random
 
-    from centroids import encoders, faces, shipped
-    from centroids.model import CentroidSet
+    from anfe.centroids.model.centroid_set import CentroidSet
+    from anfe.centroids.storage import shipped
+    from anfe.centroids.vision import encoders, faces
 
     encoders.set_threads(1)
     rng = random.Random(seed)
@@ -356,7 +360,7 @@ def equality(n_lfw: int, n_utk: int, seed: int) -> None:
     }
     t0 = time.time()
     for i, (path, cropped) in enumerate(jobs, 1):
-        image = faces.decode(path.read_bytes())
+        image = decoding.decode(path.read_bytes())
         boxes = [faces.whole_image_box(image)] if cropped else faces.detect(image)
         if boxes:
             chips = faces.face_chips(image, faces.landmark_shapes(image, boxes))
@@ -413,8 +417,8 @@ def equality(n_lfw: int, n_utk: int, seed: int) -> None:
 def bench_diff(db_onnx: Path, db_dlib: Path) -> None:
     """Two ``anfe bench`` databases, one per encoder: the same faces' embeddings and every
     centroid set's answer on each face (the faces of both tests and the training draws)."""
-    from centroids.model import CentroidSet
-    from centroids.store import Store
+    from anfe.centroids.model.centroid_set import CentroidSet
+    from anfe.centroids.storage.store import Store
 
     vecs, sets = {}, {}
     for name, db in (("onnx", db_onnx), ("dlib", db_dlib)):

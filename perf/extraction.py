@@ -33,6 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+from anfe.centroids.imaging import decoding
+
 ANFE = str(Path(sys.executable).with_name("anfe"))
 
 
@@ -56,8 +58,8 @@ def run_naive(paths: list[Path], work: Path, name: str):
 
 def ours_vectors(db: Path, cropped: bool) -> dict[str, np.ndarray]:
     """Embeddings from the build's cache, by the (linked) path they were made from."""
-    from centroids.faces import EmbeddingSettings
-    from centroids.store import Store
+    from anfe.centroids.storage.store import Store
+    from anfe.centroids.vision.settings import EmbeddingSettings
 
     with Store(str(db)) as store:
         docs = store.cached_embeddings(EmbeddingSettings(cropped=cropped).key())
@@ -83,15 +85,15 @@ def balanced_accuracy(train: dict, train_labels: dict, test: dict, test_labels: 
 def encoder_floor(paths: list[Path], faces_n: int) -> tuple[float, float, float]:
     """Per face on cropped faces, with the encoder ``anfe build`` uses ($ANFE_ENCODER or onnx) on
     one thread: the encoder's wall and CPU seconds; landmarks + chip + encoder wall."""
-    from centroids import encoders, faces
+    from anfe.centroids.vision import encoders, faces
 
     encoder = encoders.default_encoder()
     encoders.set_threads(1)
     prepared = []
     for p in paths[:faces_n]:
-        image = faces.decode(p.read_bytes())
+        image = decoding.decode(p.read_bytes())
         box = faces.whole_image_box(image)
-        prepared.append((image, faces.face_chips(image, faces.landmark_shapes(image, [box])), box))
+        prepared.append((image, faces.chips(image, [box]), box))
     encoders.encode_chips(prepared[0][1], 1, encoder)  # warm up
     t0, c0 = time.perf_counter(), time.process_time()
     for _, chip, _ in prepared:

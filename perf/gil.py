@@ -2,7 +2,7 @@
 
 If two threads finish the same work in about half the time, dlib releases the GIL there and
 threads would do; if they take as long as one, only processes run dlib in parallel (the
-reason ``centroids.extract`` and the service use processes). Also reports whether dlib itself
+reason ``anfe.centroids.builder.extract`` and the service use processes). Also reports whether dlib itself
 uses several cores for one call (CPU time above wall time in one thread), and how long a thread
 that asks to wake every millisecond is stalled while detection and encoding run: that is how long
 an event loop in the same process would be blocked (why app/pool.py detects in processes).
@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+
+from anfe.centroids.imaging import decoding
 
 
 def timed(fn, items, threads: int) -> tuple[float, float]:
@@ -64,10 +66,10 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=40, help="LFW photos (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    from centroids import faces
+    from anfe.centroids.vision import faces
 
     rows = common.balanced_sample(common.LFW, args.images, seed=2)
-    images = [faces.decode((common.LFW / r["path"]).read_bytes()) for r in rows]
+    images = [decoding.decode((common.LFW / r["path"]).read_bytes()) for r in rows]
     boxes = [faces.detect(im) for im in images]
     one_face = [(im, b) for im, b in zip(images, boxes, strict=True) if len(b) == 1]
     faces.encode(*one_face[0], encoder="dlib")  # load the models before timing

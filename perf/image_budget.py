@@ -2,7 +2,7 @@
 
 The service stops an image whose decoding plus face detection runs past
 ``ANFE_IMAGE_BUDGET_SECONDS`` (see ``app/pool.py``). This script times exactly that part
-(``faces.decode`` then ``faces.detect``, as ``centroids.predict.predict_image`` runs them) in one
+(``decoding.decode`` then ``faces.detect``, as ``anfe.centroids.predict.predict_image`` runs them) in one
 process on real photos: a sample of LFW (250x250) and UTKFace (200x200) photos, and LFW photos
 upscaled with Pillow to 1920x1080, 4000x3000 and 6000x6000 (the largest square the default pixel
 limit accepts), saved as JPEG and PNG. It prints the median and the slowest of each kind and the
@@ -23,14 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from centroids import faces  # noqa: E402
+from anfe.centroids.imaging import decoding
+from anfe.centroids.vision import faces  # noqa: E402
 from perf.common import LFW, UTKFACE, balanced_sample, machine, upscaled_dataset  # noqa: E402
 
 
 def seconds(data: bytes) -> float:
     """Decode plus detection time of one image, in seconds."""
     t = time.perf_counter()
-    image = faces.decode(data)
+    image = decoding.decode(data)
     faces.detect(image)
     return time.perf_counter() - t
 

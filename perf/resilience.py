@@ -46,7 +46,7 @@ PHOTO = LFW / "actresses/AJ_Cook/AJ_Cook_0001.jpg"
 @contextmanager
 def server(db: str, log: Path):
     port = free_port()
-    cmd = [sys.executable, "-m", "centroids.cli", "serve", "--db", db, "--port", str(port)]
+    cmd = [sys.executable, "-m", "anfe.cli", "serve", "--db", db, "--port", str(port)]
     cmd += ["--cpu-workers", "2", "--log-level", "warning"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

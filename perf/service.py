@@ -287,8 +287,8 @@ def set_transfer(work: Path, n: int, clients_photos: int) -> None:
     """``/predict`` with g_5000-mahalanobis: the set sent with every image against kept sets."""
     import pickle
 
-    from centroids import shipped
-    from centroids.store import Store
+    from anfe.centroids.storage import shipped
+    from anfe.centroids.storage.store import Store
 
     cid = shipped.DEFAULT_CENTROIDS
     db = work / "db-shipped"
@@ -404,8 +404,8 @@ def main() -> int:
         [ANFE, "build", str(work / "utk"), "--sizes", "60", "--cropped", "--no-progress"]
         + ["--db", str(db)]
     )
-    from centroids import shipped
-    from centroids.store import Store
+    from anfe.centroids.storage import shipped
+    from anfe.centroids.storage.store import Store
 
     with Store(str(db)) as store:
         cs = shipped.load_centroid_set(store, CENTROIDS)

@@ -78,8 +78,8 @@ def free_port() -> int:
 
 
 def make_db(folder: Path, per_gender: int) -> str:
-    from centroids.build import BuildSpec, build
-    from centroids.store import Store
+    from anfe.centroids.builder.sets import BuildSpec, build
+    from anfe.centroids.storage.store import Store
 
     db = str(folder / "db")
     with Store(db) as s:
@@ -136,7 +136,7 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ANFE_CPU_WORKERS": "1", "ANFE_REFRESH_SECONDS": "2"}
-    cmd = [sys.executable, "-m", "centroids.cli", "serve", "--db", db, "--port", str(port),
+    cmd = [sys.executable, "-m", "anfe.cli", "serve", "--db", db, "--port", str(port),
            "--workers", str(args.workers), "--no-seed", "--log-level", "warning"]  # fmt: skip
     log = open(tmp / "server.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -1,12 +1,12 @@
 """Harvest gender-labelled celebrity photos from public sites and clean them for ``anfe build``.
 
-- :mod:`scraper.fetcher`: the one polite HTTP client (robots.txt, per-host delay, retries,
+- :mod:`anfe.scraper.fetcher`: the one polite HTTP client (robots.txt, per-host delay, retries,
   timeouts, size and type checks); it knows nothing of any site.
-- :mod:`scraper.sources`: site adapters that turn a seed into ``(person, gender, image_url)``
+- :mod:`anfe.scraper.sources`: site adapters that turn a seed into ``(person, gender, image_url)``
   records; they know nothing of retries or disk.
-- :mod:`scraper.output`: safe paths, atomic writes and the JSON-lines manifest that makes a run
+- :mod:`anfe.scraper.output`: safe paths, atomic writes and the JSON-lines manifest that makes a run
   resumable.
-- :mod:`scraper.scrape`: the loop that ties them together (``anfe scrape``).
-- :mod:`scraper.cleaner` and :mod:`scraper.review`: quarantine bad images and review labels
+- :mod:`anfe.scraper.scrape`: the loop that ties them together (``anfe scrape``).
+- :mod:`anfe.scraper.cleaner` and :mod:`anfe.scraper.review`: quarantine bad images and review labels
   (``anfe clean``).
 """

@@ -15,7 +15,7 @@ refused whole.
 Test sites and local mirrors pass ``allow_private=True`` (``anfe scrape --allow-private-hosts``).
 
 A check alone does not stop DNS rebinding (a name that answers a public address to the check
-and a private one to the connection): :mod:`scraper.pinning` makes the connection itself use
+and a private one to the connection): :mod:`anfe.scraper.pinning` makes the connection itself use
 :func:`public_addresses`, so it goes only to addresses it checked.
 
 Through a proxy the proxy resolves names, so only hosts written as addresses are checked.
@@ -28,7 +28,7 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from scraper.errors import FetchError, PrivateAddress
+from anfe.scraper.errors import FetchError, PrivateAddress
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[Address]]  # (host, port) -> checked addresses

@@ -17,9 +17,9 @@ moved) to ``CLEAN/{female,male}/<person>/…`` or to ``CLEAN/_quarantine/<reason
 - ``other_person``: within a person with at least 3 kept images, farther than ``other_person``
   from the element-wise median embedding of that person (galleries often show co-stars).
 
-Embeddings come from :func:`centroids.extract.embed_paths` with the database cache, so a rerun
+Embeddings come from :func:`anfe.centroids.builder.extract.embed_paths` with the database cache, so a rerun
 recomputes nothing. ``CLEAN/clean.jsonl`` holds one line per image (source, destination, hash,
-reason and its numbers). Then the label review (:mod:`scraper.review`) lists the kept images
+reason and its numbers). Then the label review (:mod:`anfe.scraper.review`) lists the kept images
 that lie nearer the other gender's centroid. Nothing is ever deleted: a rerun with other
 thresholds moves earlier copies to their new place, also after ``--move`` emptied RAW (the
 images are then found where the last run put them, through ``clean.jsonl``).
@@ -37,13 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from centroids import datasets
-from centroids.errors import DatasetError, InvalidParameter, NoCentroids
-from centroids.extract import embed_paths
-from centroids.faces import EmbeddingSettings
-from centroids.images import content_hash
-from centroids.store import Store, default_uri
-from scraper.output import write_atomic
+from anfe.centroids.builder import datasets
+from anfe.centroids.builder.extract import embed_paths
+from anfe.centroids.errors import DatasetError, InvalidParameter, NoCentroids
+from anfe.centroids.imaging.formats import content_hash
+from anfe.centroids.storage.store import Store, default_uri
+from anfe.centroids.vision.settings import EmbeddingSettings
+from anfe.scraper.output import write_atomic
 
 QUARANTINE = "_quarantine"
 MANIFEST = "clean.jsonl"
@@ -142,7 +142,7 @@ def clean(
         write_atomic(out / MANIFEST, "".join(json.dumps(d) + "\n" for d in docs).encode())
         result = CleanResult(decisions, _count(docs))
         if opts.review:
-            from scraper import review
+            from anfe.scraper import review
 
             review.write_review(out, decisions, store, opts.centroids, result)
     return result
@@ -257,7 +257,7 @@ def _keep_one_copy(decisions: list[Decision], opts: CleanOptions, centroids) -> 
 
 def _centroids(store: Store, opts: CleanOptions):
     """The label review's centroid set, or None when the database holds none."""
-    from centroids.shipped import load_centroid_set
+    from anfe.centroids.storage.shipped import load_centroid_set
 
     try:
         return load_centroid_set(store, opts.centroids)

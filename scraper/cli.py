@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from centroids.errors import InvalidParameter
+from anfe.centroids.errors import InvalidParameter
+from anfe.options import add_db_option
 
 EXAMPLES_SCRAPE = """examples:
   anfe scrape --seeds seeds.csv --out raw --max-per-person 50
@@ -54,13 +55,8 @@ def _pairs(values: list[str] | None, what: str, sep: str = "=") -> dict[str, str
     return out
 
 
-def register(sub) -> None:
-    """Add ``scrape`` and ``clean`` to the ``anfe`` command."""
-    _register_scrape(sub)
-    _register_clean(sub)
-
-
-def _register_scrape(sub) -> None:
+def register_scrape(sub) -> None:
+    """Add ``anfe scrape``."""
     p = sub.add_parser(
         "scrape",
         help="download gender-labelled photos from film sites or FaceScrub lists",
@@ -105,11 +101,11 @@ def _register_scrape(sub) -> None:
         "refused by default on every URL and redirect",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_scrape)
+    p.set_defaults(func=run_scrape, needs_models=False)
 
 
 def _fetch_settings(args: argparse.Namespace):
-    from scraper.fetcher import DEFAULT_USER_AGENT, FetchSettings
+    from anfe.scraper.fetcher import DEFAULT_USER_AGENT, FetchSettings
 
     for name in ("delay", "timeout"):
         if getattr(args, name) < 0:
@@ -131,10 +127,10 @@ def _fetch_settings(args: argparse.Namespace):
 
 
 def run_scrape(args: argparse.Namespace) -> int:
-    from scraper.fetcher import Fetcher
-    from scraper.scrape import Limits, Scraper, people_from_facescrub, people_from_seeds
-    from scraper.sources import default_sources
-    from scraper.sources.seedlist import read_seeds
+    from anfe.scraper.fetcher import Fetcher
+    from anfe.scraper.scrape import Limits, Scraper, people_from_facescrub, people_from_seeds
+    from anfe.scraper.sources import default_sources
+    from anfe.scraper.sources.seedlist import read_seeds
 
     if not args.seeds and not args.facescrub:
         raise InvalidParameter("give --seeds CSV and/or --facescrub LIST")
@@ -164,9 +160,9 @@ def run_scrape(args: argparse.Namespace) -> int:
 
 
 def _facescrub(value: str, fetcher):
-    from scraper.errors import SeedError
-    from scraper.sources.facescrub import gender_of_list, parse_list
-    from scraper.sources.seedlist import parse_gender
+    from anfe.scraper.errors import SeedError
+    from anfe.scraper.sources.facescrub import gender_of_list, parse_list
+    from anfe.scraper.sources.seedlist import parse_gender
 
     label, found, where = value.partition("=")
     if found and not label.startswith(("http", "/", ".")):
@@ -201,7 +197,8 @@ def _print_summary(summary) -> None:
         print(f"{w:<{width}} {summary[('female', w)]:>8} {summary[('male', w)]:>8}")
 
 
-def _register_clean(sub) -> None:
+def register_clean(sub) -> None:
+    """Add ``anfe clean``."""
     p = sub.add_parser(
         "clean",
         help="quarantine unusable images and list suspected wrong labels",
@@ -228,12 +225,12 @@ def _register_clean(sub) -> None:
     p.add_argument("--apply-review", type=Path, help="apply the `relabel` rows of a review.csv")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--db", default=None, help="database URI (embedding cache and centroids)")
-    p.set_defaults(func=run_clean)
+    add_db_option(p, "the embedding cache and the centroid sets")
+    p.set_defaults(func=run_clean, needs_models=True)
 
 
 def run_clean(args: argparse.Namespace) -> int:
-    from scraper import cleaner, review
+    from anfe.scraper import cleaner, review
 
     if args.apply_review:
         moved = review.apply_review(args.apply_review, out=args.out)

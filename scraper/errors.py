@@ -6,13 +6,14 @@ whether the answer is final (robots.txt forbids it, the body is not an image, a 
 
 from __future__ import annotations
 
-from centroids.errors import AnfeError
+from anfe.centroids.errors import AnfeError
 
 
 class FetchError(AnfeError):
     """A URL could not be fetched as asked."""
 
     code = "fetch_failed"
+    kind = "download"
     transient = True
 
 
@@ -108,3 +109,4 @@ class SeedError(AnfeError):
     """A seed (CSV row, list file, URL) is malformed or names no known source."""
 
     code = "seed_invalid"
+    kind = "usage"

@@ -3,9 +3,9 @@
 - one ``requests.Session`` with a clear User-Agent, optional proxies and extra headers;
 - redirects are followed by hand (at most ``max_redirects``), so every hop is checked like the
   first URL: http(s) only (never ``file:``, ``ftp:``, ``data:``...), a public address (see
-  :mod:`scraper.addresses`; ``allow_private_hosts`` for local mirrors), robots.txt and the
+  :mod:`anfe.scraper.addresses`; ``allow_private_hosts`` for local mirrors), robots.txt and the
   per-host delay; a redirect back to a URL already visited ends as ``redirect_loop``;
-- connections go only to the addresses they checked (:mod:`scraper.pinning`), so a name cannot
+- connections go only to the addresses they checked (:mod:`anfe.scraper.pinning`), so a name cannot
   answer a public address to the check and a private one to the connection (DNS rebinding);
 - robots.txt of every host is read once (through the same checks) and honoured, including a
   ``Crawl-delay`` longer than ours. As RFC 9309 says, a missing robots.txt or any 4xx allows
@@ -37,9 +37,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from centroids.images import sniff_format
-from scraper.addresses import Resolver, check_public, public_addresses
-from scraper.errors import (
+from anfe.centroids.imaging.formats import sniff_format
+from anfe.scraper.addresses import Resolver, check_public, public_addresses
+from anfe.scraper.errors import (
     BlockedByChallenge,
     BodyTooLarge,
     FetchError,
@@ -52,7 +52,7 @@ from scraper.errors import (
     RobotsDisallowed,
     RobotsUnavailable,
 )
-from scraper.pinning import PinnedAdapter
+from anfe.scraper.pinning import PinnedAdapter
 
 log = logging.getLogger(__name__)
 

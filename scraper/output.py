@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from centroids.errors import InvalidParameter
+from anfe.centroids.errors import InvalidParameter
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.connection import create_connection
 
-from scraper.addresses import Resolver, public_addresses
+from anfe.scraper.addresses import Resolver, public_addresses
 
 
 class _Pinned:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from centroids.errors import InvalidParameter, NoCentroids
-from centroids.images import content_hash
-from centroids.shipped import load_centroid_set
-from centroids.store import Store
-from scraper.output import write_atomic
+from anfe.centroids.errors import InvalidParameter, NoCentroids
+from anfe.centroids.imaging.formats import content_hash
+from anfe.centroids.storage.shipped import load_centroid_set
+from anfe.centroids.storage.store import Store
+from anfe.scraper.output import write_atomic
 
 REVIEW = "review.csv"
 COLUMNS = ["path", "person", "gender", "predicted", "d_female", "d_male", "disagreement", "action"]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from centroids.errors import AnfeError
-from centroids.images import content_hash, sniff_format
-from scraper.errors import ChecksumMismatch, FetchError, PrivateAddress, RobotsDisallowed
-from scraper.fetcher import Fetcher, Response
-from scraper.output import (
+from anfe.centroids.errors import AnfeError
+from anfe.centroids.imaging.formats import content_hash, sniff_format
+from anfe.scraper.errors import ChecksumMismatch, FetchError, PrivateAddress, RobotsDisallowed
+from anfe.scraper.fetcher import Fetcher, Response
+from anfe.scraper.output import (
     EXTENSIONS,
     Entry,
     Manifest,
@@ -29,8 +29,8 @@ from scraper.output import (
     slugify,
     write_atomic,
 )
-from scraper.sources import Record, Seed, Source, source_for
-from scraper.sources.facescrub import FaceScrubList, iter_people
+from anfe.scraper.sources import Record, Seed, Source, source_for
+from anfe.scraper.sources.facescrub import FaceScrubList, iter_people
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ def db_uri(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(db_uri):
-    from centroids.store import Store
+    from anfe.centroids.storage.store import Store
 
     with Store(db_uri) as s:
         yield s
@@ -63,8 +63,8 @@ def store(db_uri):
 @pytest.fixture(scope="session")
 def training_db(tmp_path_factory, real_data) -> str:
     """A database holding g_60, built with `build` from 60 UTKFace adults per gender (seed 1)."""
-    from centroids.build import BuildSpec, build
-    from centroids.store import Store
+    from anfe.centroids.builder.sets import BuildSpec, build
+    from anfe.centroids.storage.store import Store
 
     uri = str(tmp_path_factory.mktemp("centroids-db") / "db")
     with Store(uri) as s:
@@ -76,7 +76,7 @@ def training_db(tmp_path_factory, real_data) -> str:
 @pytest.fixture(scope="session")
 def small_centroids_doc(training_db) -> dict:
     """The centroid document g_60 (60 UTKFace adults per gender)."""
-    from centroids.store import Store
+    from anfe.centroids.storage.store import Store
 
     with Store(training_db) as s:
         return s.get_centroids(f"g_{TRAIN_PER_GENDER}")
@@ -87,10 +87,10 @@ def training_embeddings(training_db) -> dict:
     """The embeddings g_60 was built from, by gender: {"female": (60, 128), "male": (60, 128)}."""
     import numpy as np
 
-    from centroids.build import sample
-    from centroids.datasets import adults, read_dataset
-    from centroids.faces import EmbeddingSettings
-    from centroids.store import Store
+    from anfe.centroids.builder.datasets import adults, read_dataset
+    from anfe.centroids.builder.sets import sample
+    from anfe.centroids.storage.store import Store
+    from anfe.centroids.vision.settings import EmbeddingSettings
 
     with Store(training_db) as s:
         drawn = sample(

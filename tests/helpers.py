@@ -7,6 +7,7 @@ here, so no test imports from ``conftest``.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import socket
 import subprocess
@@ -16,8 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANFE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
@@ -61,7 +65,7 @@ def running_server(
 ) -> Iterator[str]:
     """Start ``anfe serve`` with one detection worker; yield its base URL once it answers."""
     port = free_port()
-    cmd = [sys.executable, "-m", "centroids.cli", "serve", "--db", db, "--port", str(port)]
+    cmd = [sys.executable, "-m", "anfe.cli", "serve", "--db", db, "--port", str(port)]
     cmd += ["--cpu-workers", "1", "--log-level", "warning", *args]
     full_env = {**os.environ, "ANFE_REFRESH_SECONDS": "0.5", **(env or {})}
     with open(log, "wb") as out:
@@ -93,10 +97,73 @@ def running_server(
 
 def db_holding(folder: Path, *docs: dict) -> str:
     """An embedded database in ``folder/db`` holding the centroid documents ``docs``."""
-    from centroids.store import Store
+    from anfe.centroids.storage.store import Store
 
     db = str(folder / "db")
     with Store(db) as s:
         for doc in docs:
             s.put_centroids(doc)
     return db
+
+
+ANFE = [sys.executable, "-m", "anfe.cli"]
+
+
+def anfe(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*ANFE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_until(check, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """``{(sample name, sorted labels...): value}`` of a text exposition."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, *sorted(s.labels.items()))] = s.value
+    return out
+
+
+def swapped(doc: dict, created_at: str) -> dict:
+    """``doc`` with its female and male centroids exchanged: every face changes side."""
+    vectors = {"female": doc["vectors"]["male"], "male": doc["vectors"]["female"]}
+    return {**doc, "vectors": vectors, "created_at": created_at}
+
+
+def server_pid(base: str) -> int:
+    port = int(base.rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            return conn.pid
+    raise AssertionError("no process listens on the server's port")
+
+
+def jpeg(img: Image.Image, **save) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92, **save)
+    return buf.getvalue()
+
+
+def upload(data: bytes, name: str = "photo.jpg", kind: str = "image/jpeg") -> dict:
+    return {"file": (name, data, kind)}
+
+
+def assert_error(resp, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert "Traceback" not in resp.text
+    return body

@@ -7,10 +7,10 @@ a URL that belongs to no known site is taken as a direct image URL.
 
 from __future__ import annotations
 
-from scraper.sources.base import GetPage, Record, Seed, Source
-from scraper.sources.direct import Direct
-from scraper.sources.filmweb import Filmweb
-from scraper.sources.listal import Listal
+from anfe.scraper.sources.base import GetPage, Record, Seed, Source
+from anfe.scraper.sources.direct import Direct
+from anfe.scraper.sources.filmweb import Filmweb
+from anfe.scraper.sources.listal import Listal
 
 __all__ = ["GetPage", "Record", "Seed", "Source", "default_sources", "source_for"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from scraper.sources.base import GetPage, Record, Seed
+from anfe.scraper.sources.base import GetPage, Record, Seed
 
 
 class Direct:

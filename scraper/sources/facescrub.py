@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from scraper.errors import SeedError
-from scraper.sources.base import Record
+from anfe.scraper.errors import SeedError
+from anfe.scraper.sources.base import Record
 
 log = logging.getLogger(__name__)
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -32,9 +32,9 @@ from urllib.parse import urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
-from centroids.errors import AnfeError
-from scraper.errors import SeedError
-from scraper.sources.base import GetPage, Record, Seed, host_matches, rebase
+from anfe.centroids.errors import AnfeError
+from anfe.scraper.errors import SeedError
+from anfe.scraper.sources.base import GetPage, Record, Seed, host_matches, rebase
 
 log = logging.getLogger(__name__)
 

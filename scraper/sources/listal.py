@@ -33,8 +33,8 @@ from urllib.parse import urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
-from scraper.errors import SeedError
-from scraper.sources.base import GetPage, Record, Seed, host_matches, rebase, unbase
+from anfe.scraper.errors import SeedError
+from anfe.scraper.sources.base import GetPage, Record, Seed, host_matches, rebase, unbase
 
 DEFAULT_BASE = "https://www.listal.com/"
 SITE_HOSTS = ("www.listal.com", "listal.com")

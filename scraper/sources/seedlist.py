@@ -12,8 +12,8 @@ import csv
 import io
 from pathlib import Path
 
-from scraper.errors import SeedError
-from scraper.sources.base import Seed
+from anfe.scraper.errors import SeedError
+from anfe.scraper.sources.base import Seed
 
 GENDERS = {
     "female": "female", "f": "female", "woman": "female", "women": "female",

@@ -1,0 +1,173 @@
+"""``anfe centroids``: list, show, delete or seed the stored centroid sets; fit their age model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from anfe.centroids.builder.ages import fit_onto
+from anfe.centroids.errors import CentroidsNotFound, InvalidParameter
+from anfe.centroids.model.children import DEFAULT_EDGES, ROUTINGS
+from anfe.centroids.model.children import DEFAULT_METHOD as DEFAULT_CHILD_METHOD
+from anfe.centroids.model.children import METHODS as CHILD_METHODS
+from anfe.centroids.storage import shipped
+from anfe.centroids.storage.store import Store, describe_uri
+from anfe.options import add_db_option, formatter, open_store
+
+EXAMPLES_CENTROIDS = """examples:
+  anfe centroids list
+  anfe centroids show g_5000
+  anfe centroids delete g_1000
+  anfe centroids seed        # add the shipped sets the database lacks
+  anfe centroids fit-age g_5000-mahalanobis --data ../shared/data/utkface --hold-out 0.2
+      # add an age model and a child policy, fitted on the folder's faces of all ages
+      # (without the benchmark's held-out side), to a stored set; its other fields stay
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "centroids",
+        help="list, show, delete or seed the stored centroid sets; fit their age model",
+        epilog=EXAMPLES_CENTROIDS,
+        formatter_class=formatter,
+    )
+    p.add_argument(
+        "action",
+        choices=["list", "show", "delete", "seed", "fit-age"],
+        help="list the sets, show one as JSON, delete one, seed the shipped sets, or fit an age "
+        "model and child policy onto one",
+    )
+    p.add_argument("id", nargs="?", help="centroid set id, for show, delete and fit-age")
+    g = p.add_argument_group("fit-age")
+    g.add_argument("--data", type=Path, help="labelled folder with an age column in labels.csv")
+    g.add_argument(
+        "--hold-out",
+        type=float,
+        default=0.2,
+        help="leave out the benchmark's held-out side: its split fraction (default: "
+        "%(default)s; 0 uses every image)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="split and fold seed (default: 0)")
+    g.add_argument(
+        "--method",
+        choices=list(CHILD_METHODS),
+        default=DEFAULT_CHILD_METHOD,
+        help="how faces estimated young are answered (default: %(default)s; see children.py)",
+    )
+    g.add_argument(
+        "--edges",
+        default=",".join(f"{e:g}" for e in DEFAULT_EDGES),
+        help="estimated-age band edges of the child policy (default: %(default)s)",
+    )
+    g.add_argument(
+        "--routing",
+        choices=list(ROUTINGS),
+        default=ROUTINGS[0],
+        help="which band a face goes to: a logistic router on the embedding, or the band of the "
+        "estimated age (default: %(default)s)",
+    )
+    g.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_db_option(p)
+    p.set_defaults(func=run, needs_models=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action in ("show", "delete", "fit-age") and not args.id:
+        raise InvalidParameter(f"`anfe centroids {args.action}` needs a centroid id")
+    with open_store(args) as store:
+        if args.action == "seed":
+            added = shipped.seed(store)
+            print(
+                f"seeded {', '.join(added)}"
+                if added
+                else "nothing to seed: all shipped sets present"
+            )
+            return 0
+        if args.action == "list":
+            docs = store.list_centroids()
+            if not docs:
+                print(f"no centroid sets in {describe_uri(store.uri)}")
+            for d in docs:
+                src = d.get("source", {})
+                print(
+                    f"{d['_id']:<16} {d.get('mode', 'centroid'):<10} per_gender={d.get('per_gender')} "
+                    f"dataset={src.get('dataset')} seed={src.get('seed')} created={d.get('created_at')}"
+                )
+            return 0
+        if args.action == "fit-age":
+            return _fit_age(args, store)
+        if args.action == "show":
+            doc = store.get_centroids(args.id)
+            print(json.dumps(doc, indent=2))
+            return 0
+        if not store.delete_centroids(args.id):
+            raise CentroidsNotFound(f"no centroid set with id {args.id!r}")
+        print(f"deleted {args.id}")
+        return 0
+
+
+def parse_edges(text: str) -> tuple[float, ...]:
+    """``"4,13,18"`` → ``(4.0, 13.0, 18.0)``."""
+    try:
+        edges = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidParameter(f"--edges {text!r} is not a list of numbers") from None
+    if not edges:
+        raise InvalidParameter("--edges needs at least one age")
+    return edges
+
+
+def _fit_age(args: argparse.Namespace, store: Store) -> int:
+    if args.data is None:
+        raise InvalidParameter("`anfe centroids fit-age` needs --data FOLDER")
+    if not 0.0 <= args.hold_out < 1.0:
+        raise InvalidParameter("--hold-out must be in [0, 1)")
+    fitted = fit_onto(
+        store,
+        args.id,
+        args.data,
+        hold_out=args.hold_out or None,
+        seed=args.seed,
+        method=args.method,
+        edges=parse_edges(args.edges),
+        routing=args.routing,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+    )
+    age = fitted.age
+    print(
+        f"{args.id}: age model fitted on {age.held_out} faces (cross-fitted MAE "
+        f"{age.held_out_mae:.2f} years, {age.coverage:.0%} interval covers "
+        f"{age.held_out_coverage:.1%}); children: {fitted.children.method}, routed by the "
+        f"{'router' if args.routing == 'router' else 'estimated age'}"
+    )
+    router = fitted.children.router
+    if router is not None:
+        [chosen] = [
+            r
+            for r in router.selection
+            if (r["adult_confidence"], r["young_confidence"])
+            == (router.adult_confidence, router.young_confidence)
+        ]
+        young = "off" if router.young_confidence is None else f"{router.young_confidence:.2f}"
+        print(
+            f"  router: the adults' answer from p(adult) {router.adult_confidence:.2f}, uncertain "
+            f"from p(under {router.young_below:g}) {young}; chosen on these faces among "
+            f"{len(router.selection)} pairs (children answered {chosen['children_answered']:.1%}, "
+            f"{chosen['children_wrong_answers']} of them wrongly)"
+        )
+    lo = 0.0
+    for rule in fitted.children.rules:
+        t = rule.uncertain_below
+        how = (
+            "always uncertain"
+            if rule.never_answers
+            else f"answered {rule.answered:.1%} (female answers from confidence "
+            f"{t['female']:.2f}, male from {t['male']:.2f})"
+        )
+        print(f"  routed {lo:g}-{rule.below:g}: {rule.faces} faces, {how}")
+        lo = rule.below
+    return 0

@@ -1,0 +1,1 @@
+"""The accuracy benchmark (``anfe bench``): sizes, modes, baselines, groups, ages and plots."""

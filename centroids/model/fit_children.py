@@ -1,0 +1,324 @@
+"""Fitting a child policy (:mod:`anfe.centroids.model.children`) on faces of known age and gender.
+
+The router (scikit-learn's logistic regression), the per-band rules and the choice of the router's
+thresholds are fitted here, on the faces the policy is fitted on, never on test faces; the policy
+that answers at run time needs none of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from anfe.centroids.errors import InvalidParameter
+from anfe.centroids.model.age import AGE_BANDS, AgeModel, band_name, band_of
+from anfe.centroids.model.calibration import UNCERTAIN_CONFIDENCE, fit_logistic, sigmoid
+from anfe.centroids.model.centroid_set import CentroidSet, fit_set
+from anfe.centroids.model.children import (
+    DEFAULT_ADULT_CONFIDENCE,
+    DEFAULT_EDGES,
+    DEFAULT_MAX_WRONG,
+    DEFAULT_METHOD,
+    DEFAULT_ROUTING,
+    GENDER_NAMES,
+    METHODS,
+    ROUTINGS,
+    YOUNG_BELOW,
+    BandRule,
+    ChildPolicy,
+    Router,
+    answer_in_bands,
+    band_at,
+)
+
+# chosen on the train faces (choose_routing): the router's adult_confidence, and young_confidence,
+# the probability of the bands under YOUNG_BELOW from which a face is uncertain wherever it goes
+ADULT_CONFIDENCES = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+
+YOUNG_CONFIDENCES = (0.1, 0.2, 0.3, 0.4, 0.5, None)  # None: no such gate
+
+
+ADULTS_ANSWERED_SLACK = 0.005  # adults may lose at most this share of their answers (0.5 point)
+
+
+ADULTS_BALANCED_SLACK = 0.001  # and at most this much balanced accuracy (0.1 point)
+
+
+MIN_CHILDREN_ANSWERED = 0.3  # the share of children the routing should still answer (issue 13)
+
+
+ROUTER_C = 1.0  # inverse L2 strength of the router's logistic regression (scikit-learn's C)
+
+
+CHILD_AGE = 18  # the child references are fitted on faces younger than this
+
+
+FOLDS = 5
+
+
+def fit_router(
+    x: np.ndarray,
+    ages: np.ndarray,
+    edges: tuple[float, ...],
+    *,
+    adult_confidence: float = DEFAULT_ADULT_CONFIDENCE,
+    seed: int = 0,
+) -> tuple[Router, np.ndarray]:
+    """The router fitted on all of ``x``, and each face's band probabilities (n, bands) from a
+    router fitted without it (5 folds).
+
+    Uses scikit-learn's ``LogisticRegression`` (lbfgs, multinomial) rather than a hand-written
+    solver: it is already a dependency (the Mahalanobis mode's Ledoit-Wolf).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.digitize(np.asarray(ages, dtype=np.float64), edges)
+    if len(np.unique(y)) != len(edges) + 1:
+        raise InvalidParameter(
+            "the router needs faces of every age band (under each edge, and adults); "
+            "use routing by the estimated age for data that lacks one"
+        )
+
+    def fitted(rows: np.ndarray) -> Router:
+        clf = LogisticRegression(C=ROUTER_C, max_iter=2000).fit(x[rows], y[rows])
+        return Router(list(edges), clf.coef_, clf.intercept_, adult_confidence)
+
+    folds = np.random.default_rng(seed).permutation(len(x)) % FOLDS
+    probabilities = np.empty((len(x), len(edges) + 1))
+    for k in range(FOLDS):
+        probabilities[folds == k] = fitted(folds != k).probabilities(x[folds == k])
+    return fitted(np.ones(len(x), dtype=bool)), probabilities
+
+
+def fit_age_and_children(
+    cs: CentroidSet,
+    x: np.ndarray,
+    ages: np.ndarray,
+    genders: np.ndarray,
+    *,
+    method: str = DEFAULT_METHOD,
+    edges: tuple[float, ...] = DEFAULT_EDGES,
+    seed: int = 0,
+    source: dict[str, Any] | None = None,
+    routing: str = DEFAULT_ROUTING,
+    max_wrong: float = DEFAULT_MAX_WRONG,
+) -> CentroidSet:
+    """``cs`` with an age model and a child policy fitted on these faces; nothing else changes.
+
+    Bands under :data:`YOUNG_BELOW` are always uncertain. With the router, its
+    ``adult_confidence`` and ``young_confidence`` are chosen on these same faces, from their
+    cross-fitted band probabilities (:func:`choose_routing`), never on test faces.
+
+    :param x: embeddings (n, 128) of faces of all ages, embedded as ``cs``'s were
+    :param ages: their ages in years; ``genders``: their genders
+    :param routing: ``router`` (a :class:`Router` picks each face's band) or ``age`` (the band of
+        the estimated age)
+    """
+    if routing not in ROUTINGS:
+        raise InvalidParameter(f"unknown routing {routing!r}; choose from {ROUTINGS}")
+    _check(method, edges)
+    x, ages, genders = np.asarray(x, dtype=np.float64), np.asarray(ages), np.asarray(genders)
+    age = AgeModel.fit(x, ages, seed=seed, source=source)
+    reference, signed = _margins(cs, x, ages, genders, method, seed)
+    router = None
+    if routing == "router":
+        router, probabilities = fit_router(x, ages, edges, seed=seed)
+        choose_routing(router, cs, x, ages, genders, probabilities, signed, max_wrong)
+        bands = band_at(probabilities, router.adult_confidence, router.young_gate())
+    else:
+        bands = np.digitize(age.cross_fitted, edges)
+    rules = _fit_rules(signed, genders, bands, edges, max_wrong)
+    policy = ChildPolicy(method, rules, reference, max_wrong, dict(source or {}), router)
+    return replace(cs, age=age, children=policy)
+
+
+def choose_routing(
+    router: Router,
+    cs: CentroidSet,
+    x: np.ndarray,
+    ages: np.ndarray,
+    genders: np.ndarray,
+    probabilities: np.ndarray,
+    signed: np.ndarray | None,
+    max_wrong: float,
+) -> None:
+    """Set the router's ``adult_confidence`` and ``young_confidence``, chosen on the faces the
+    policy is fitted on, and its ``selection`` (every candidate's figures).
+
+    For each pair of :data:`ADULT_CONFIDENCES` and :data:`YOUNG_CONFIDENCES` the faces are routed
+    by their cross-fitted ``probabilities``, the rules fitted on those bands, and every face
+    answered as the policy would (children's margins cross-fitted). Among the pairs with which
+    the adults (18+) lose at most :data:`ADULTS_ANSWERED_SLACK` of their answers and
+    :data:`ADULTS_BALANCED_SLACK` of their balanced accuracy against the set's own answers, and
+    at least :data:`MIN_CHILDREN_ANSWERED` of the children (under 18) are answered, the one with
+    the fewest wrong answers to children is chosen (when no pair answers that many children, the
+    one answering the most). Wrong answers are counted, not rated per age band and gender: a
+    band's rate moves by whole faces when only a few of its faces are answered.
+    """
+    own = replace(cs, age=None, children=None).classify(x)  # the set's own answers
+    adult = ages >= CHILD_AGE
+    bands_of_age = band_of(ages)
+    child_groups = [
+        (bands_of_age == band_name(b)) & (genders == g)
+        for b in AGE_BANDS[:-1]
+        for g in GENDER_NAMES
+    ]
+
+    def balanced(gender: np.ndarray, rows: np.ndarray) -> float:
+        return float(np.mean([np.mean(gender[rows & (genders == g)] == g) for g in GENDER_NAMES]))
+
+    young_bands, _ = router.young_gate()
+    figures = []
+    for t in ADULT_CONFIDENCES:
+        for q in YOUNG_CONFIDENCES:
+            bands = band_at(probabilities, t, (young_bands, q))
+            rules = _fit_rules(signed, genders, bands, tuple(router.edges), max_wrong)
+            gender, uncertain = own.gender.copy(), own.uncertain.copy()
+            answer_in_bands(rules, bands, signed, gender, uncertain)
+            given = ~uncertain
+            row = {
+                "adult_confidence": float(t),
+                "young_confidence": q,
+                "children_answered": float(np.mean(given[~adult])),
+                "children_wrong_worst": max(
+                    _wrong_rate(gender, genders, given, rows) for rows in child_groups
+                ),
+                "children_wrong_answers": int(np.sum(given & ~adult & (gender != genders))),
+                "adults_answered_change": float(
+                    np.mean(given[adult]) - np.mean(~own.uncertain[adult])
+                ),
+                "adults_balanced_change": balanced(gender, adult) - balanced(own.gender, adult),
+            }
+            row["adults_within_bounds"] = bool(
+                row["adults_answered_change"] >= -ADULTS_ANSWERED_SLACK
+                and row["adults_balanced_change"] >= -ADULTS_BALANCED_SLACK
+            )
+            figures.append(row)
+    adults_kept = [r for r in figures if r["adults_within_bounds"]] or figures
+    enough = [r for r in adults_kept if r["children_answered"] >= MIN_CHILDREN_ANSWERED]
+    if enough:
+        best = min(enough, key=lambda r: (r["children_wrong_answers"], -r["children_answered"]))
+    else:
+        best = max(adults_kept, key=lambda r: r["children_answered"])
+    router.adult_confidence, router.young_confidence = (
+        best["adult_confidence"],
+        best["young_confidence"],
+    )
+    router.selection = figures
+
+
+def _check(method: str, edges: tuple[float, ...]) -> None:
+    if method not in METHODS:
+        raise InvalidParameter(f"unknown children method {method!r}; choose from {METHODS}")
+    if not edges or list(edges) != sorted(edges) or edges[0] <= 0:
+        raise InvalidParameter("age band edges must be positive and increasing")
+
+
+def _margins(
+    cs: CentroidSet, x: np.ndarray, ages: np.ndarray, genders: np.ndarray, method: str, seed: int
+) -> tuple[CentroidSet | None, np.ndarray | None]:
+    """The policy's references (``child-set`` only) and every face's signed margin to them
+    (None for ``abstain``)."""
+    x = np.asarray(x, dtype=np.float64)
+    if method == "child-set":
+        return _child_references(cs, x, np.asarray(ages), np.asarray(genders), seed)
+    if method == "calibrate":
+        d_f, d_m = cs.distances(x)
+        return None, d_m - d_f
+    return None, None
+
+
+def _fit_rules(
+    signed: np.ndarray | None,
+    genders: np.ndarray,
+    bands: np.ndarray,
+    edges: tuple[float, ...],
+    max_wrong: float,
+) -> list[BandRule]:
+    """One rule per child band, fitted on the faces routed to it; bands under
+    :data:`YOUNG_BELOW` are always uncertain."""
+    return [
+        BandRule(below=float(below), faces=int(np.sum(bands == i)))
+        if below <= YOUNG_BELOW
+        else _fit_rule(float(below), signed, np.asarray(genders), bands == i, max_wrong)
+        for i, below in enumerate(edges)
+    ]
+
+
+def _fit_rule(
+    below: float,
+    signed: np.ndarray | None,
+    genders: np.ndarray,
+    rows: np.ndarray,
+    max_wrong: float,
+) -> BandRule:
+    """The rule of one band: a logistic model of the signed margin of the faces in ``rows``, and
+    the per-answer thresholds that answer most of them with at most ``max_wrong`` of the answers
+    given to each gender wrong."""
+
+    rule = BandRule(below=below, faces=int(rows.sum()))
+    if signed is None or not all((genders[rows] == g).sum() >= 10 for g in ("female", "male")):
+        return rule  # abstain, or too few faces of a gender to fit on: always uncertain
+    s, truth = signed[rows], genders[rows]
+    rule.a, rule.b = fit_logistic(s, (truth == "female").astype(np.float64))
+    p_female = sigmoid(rule.a * s + rule.b)
+    answer = np.where(p_female >= 0.5, "female", "male")
+    confidence = np.maximum(p_female, 1.0 - p_female)
+    groups = [truth == g for g in GENDER_NAMES]
+
+    grid = np.round(np.arange(UNCERTAIN_CONFIDENCE, 1.0, 0.01), 2)
+    best = None  # (answered, t_female, t_male)
+    for t_female in grid:
+        for t_male in grid:
+            given = confidence >= np.where(answer == "female", t_female, t_male)
+            if best is not None and given.mean() <= best[0]:
+                continue
+            if all(_wrong_rate(answer, truth, given, m) <= max_wrong for m in groups):
+                best = (float(given.mean()), float(t_female), float(t_male))
+    if best is not None:
+        rule.answered, t_female, t_male = best
+        rule.uncertain_below = {"female": t_female, "male": t_male}
+        given = confidence >= np.where(answer == "female", t_female, t_male)
+        rule.wrong = {
+            g: float(np.mean(answer[mine] != g))
+            for g in GENDER_NAMES
+            if (mine := given & (truth == g)).any()
+        }
+    return rule
+
+
+def _wrong_rate(
+    answer: np.ndarray, truth: np.ndarray, given: np.ndarray, group: np.ndarray
+) -> float:
+    """Share of wrong answers among the faces of ``group`` answered (0 when none is answered)."""
+    mine = given & group
+    return float(np.mean(answer[mine] != truth[mine])) if mine.any() else 0.0
+
+
+def _child_references(
+    cs: CentroidSet, x: np.ndarray, ages: np.ndarray, genders: np.ndarray, seed: int
+) -> tuple[CentroidSet, np.ndarray]:
+    """References fitted on the children in ``cs``'s mode; signed margins, children cross-fitted."""
+
+    child = ages < CHILD_AGE
+
+    def fitted(rows: np.ndarray) -> CentroidSet:
+        f, m = x[rows & (genders == "female")], x[rows & (genders == "male")]
+        if len(f) < 2 or len(m) < 2:
+            raise InvalidParameter("child references need faces of both genders under 18")
+        return fit_set(f"{cs.id}-children", f, m, cs.mode, dict(cs.params), seed)
+
+    reference = fitted(child)
+    d_f, d_m = reference.distances(x)
+    signed = d_m - d_f
+    folds = np.random.default_rng(seed).permutation(len(x)) % FOLDS
+    for k in range(FOLDS):  # a child's margin comes from references fitted without it
+        rows = child & (folds == k)
+        if rows.any():
+            fd, md = fitted(child & (folds != k)).distances(x[rows])
+            signed[rows] = md - fd
+    return reference, signed

@@ -1,0 +1,399 @@
+"""The database: open it from a URI and read or write centroid sets and cached embeddings.
+
+``mongodb://`` and ``mongodb+srv://`` URIs open a MongoDB server through pymongo (production,
+docker-compose). A path or ``montydb:///path`` opens montydb with its sqlite storage (the
+embedded default, ``./.anfe/db``); any other ``scheme://`` is refused. Only the pymongo API
+both support is used.
+
+Collections of database ``anfe`` (see DESIGN.md): ``centroids``, one document per centroid set,
+written with a single ``replace_one`` so a reader sees either the old or the new document, never
+half of one, and stamped at every write with its ``revision`` (the SHA-256 of its other fields),
+so a reader can tell a rewritten set from the one it holds by that short field alone; and
+``embeddings``, a cache keyed by ``<image sha256>:<embedding settings>``.
+
+montydb scans a whole collection for every query (even by ``_id``), so the embedding cache is
+read in bulk, once per build, rather than one document at a time.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from anfe.centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
+
+DEFAULT_DB = ".anfe/db"
+DB_NAME = "anfe"
+CENTROID_ID = re.compile(r"^g_[0-9]+(-[a-z0-9_-]+)?$")
+_MONTY_LOCK = threading.Lock()
+URI_SCHEMES = ("mongodb://", "mongodb+srv://", "montydb://")
+
+
+def default_uri() -> str:
+    """``ANFE_DB`` from the environment, else the embedded database under ``./.anfe/db``."""
+    return os.environ.get("ANFE_DB") or DEFAULT_DB
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a URI of a scheme we do not open, before anything is created on disk.
+
+    Accepted: ``mongodb://``, ``mongodb+srv://``, ``montydb:///path`` and plain folder paths.
+
+    :raises DatabaseUnavailable: any other ``scheme://`` (``postgres://...``, ``file://...``)
+    """
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", uri)
+    if scheme and not uri.startswith(URI_SCHEMES):
+        raise DatabaseUnavailable(
+            f"unsupported database URI scheme {scheme.group(1) + '://'!r}; use mongodb://, "
+            "mongodb+srv://, montydb:///path or a folder"
+        )
+
+
+def _is_mongo(uri: str) -> bool:
+    return uri.startswith(("mongodb://", "mongodb+srv://"))
+
+
+def db_kind(uri: str) -> str:
+    """``"mongodb"`` for a MongoDB server URI, else ``"montydb"`` (the embedded database)."""
+    return "mongodb" if _is_mongo(uri) else "montydb"
+
+
+def describe_uri(uri: str) -> str:
+    """The URI for messages: no credentials, and no server path of an embedded database."""
+    if _is_mongo(uri):
+        return re.sub(r"//[^/@]*@", "//***@", uri)
+    return f"embedded database {Path(_monty_path(uri)).name!r}"
+
+
+def _is_duplicate(exc: Exception) -> bool:
+    text = str(exc)
+    return "duplicate" in text.lower() or "E11000" in text or "UNIQUE constraint" in text
+
+
+class Store:
+    """Centroid sets and the embedding cache in one database (MongoDB or montydb).
+
+    An embedded database whose folder this process may not write (a read-only mount, another
+    user's folder) is opened read-only: montydb keeps its sqlite files in WAL mode, which
+    sqlite cannot read without writing beside them, so the centroid collection is read from a
+    private copy, taken again whenever the folder's files change; writes are refused.
+    """
+
+    def __init__(self, uri: str | None = None, timeout_ms: int = 3000) -> None:
+        self.uri = uri or default_uri()
+        check_uri(self.uri)
+        self.kind = db_kind(self.uri)
+        self.read_only = False
+        self._snapshot: ReadOnlySnapshot | None = None
+        try:
+            if self.kind == "mongodb":
+                import pymongo
+
+                self.client = pymongo.MongoClient(
+                    self.uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+                )
+            else:
+                try:
+                    self.client = _open_monty(self.uri)
+                except ReadOnlyFolder:
+                    self._snapshot = ReadOnlySnapshot(_monty_path(self.uri).resolve())
+                    self.client = self._snapshot.open()
+                    self.read_only = True
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"cannot open database {describe_uri(self.uri)}: {exc}"
+            ) from None
+        self._bind()
+
+    def _bind(self) -> None:
+        db = self.client[DB_NAME]
+        self.centroids = db["centroids"]
+        self.embeddings = db["embeddings"]
+
+    def close(self) -> None:
+        self.client.close()
+        if self._snapshot is not None:
+            self._snapshot.remove()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise :class:`DatabaseUnavailable` unless the database answers a read.
+
+        montydb answers reads of a folder that has been removed with nothing, so for the embedded
+        database the folder itself must still be there.
+        """
+        if self.kind == "montydb" and not (_monty_path(self.uri) / "monty.storage.cfg").is_file():
+            raise DatabaseUnavailable(f"{describe_uri(self.uri)} has gone (its folder is missing)")
+        if self._snapshot is not None and self._snapshot.stale():
+            self.client.close()
+            self.client = self._call(self._snapshot.open)
+            self._bind()
+        self._call(lambda: self.centroids.find_one({"_id": "__ping__"}))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise DatabaseUnavailable(
+                f"{describe_uri(self.uri)} is read-only here: it can be served, not written"
+            )
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except (DatabaseUnavailable, CentroidsNotFound, InvalidParameter):
+            raise
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"database {describe_uri(self.uri)} is unavailable: {type(exc).__name__}: {exc}"
+            ) from None
+
+    # -- centroids ------------------------------------------------------------------------------
+
+    def put_centroids(self, doc: dict[str, Any]) -> None:
+        """Write one whole centroid document atomically (insert or replace).
+
+        The stored copy carries ``revision``: :func:`centroid_revision` of ``doc`` (``doc`` itself
+        is left as it is). Every write stamps it, so a rewrite that keeps ``created_at`` (``anfe
+        centroids fit-age``, a re-seeded shipped set) still changes :meth:`centroids_version`.
+        """
+        cid = doc.get("_id", "")
+        if not CENTROID_ID.match(cid):
+            raise InvalidParameter(f"centroid id {cid!r} is not of the form g_N or g_N-mode")
+        self._writable()
+        stamped = {**doc, "revision": centroid_revision(doc)}
+        self._call(lambda: self.centroids.replace_one({"_id": cid}, stamped, upsert=True))
+
+    def find_centroids(self, cid: str) -> dict[str, Any] | None:
+        """Return the centroid document ``cid``, or None when there is none."""
+        return self._call(lambda: self.centroids.find_one({"_id": cid}))
+
+    def get_centroids(self, cid: str) -> dict[str, Any]:
+        """Return the centroid document ``cid`` or raise :class:`CentroidsNotFound`."""
+        doc = self.find_centroids(cid)
+        if doc is None:
+            raise CentroidsNotFound(f"no centroid set with id {cid!r}")
+        return doc
+
+    def list_centroids(self, with_vectors: bool = False) -> list[dict[str, Any]]:
+        """Every centroid document, smallest size first; vectors left out unless asked for."""
+        docs = self._call(lambda: list(self.centroids.find({})))
+        if not with_vectors:
+            docs = [without_arrays(d) for d in docs]
+        return sorted(docs, key=lambda d: (d.get("per_gender", 0), d["_id"]))
+
+    def delete_centroids(self, cid: str) -> bool:
+        """Delete one centroid set; return whether it existed."""
+        self._writable()
+        res = self._call(lambda: self.centroids.delete_one({"_id": cid}))
+        return res.deleted_count > 0
+
+    def centroids_version(self) -> tuple:
+        """A fingerprint of the stored sets that changes with every write of any of them.
+
+        Made of each set's id, ``created_at`` and ``revision`` alone, never its arrays: MongoDB
+        sends only these fields. (montydb decodes every whole document of a query all the same:
+        this costs about as much as reading the sets, but sends nothing more to compare.) A
+        document written without a ``revision`` (by a release before it) counts by ``created_at``.
+        """
+        fields = {"_id": 1, "created_at": 1, "revision": 1}
+        docs = self._call(lambda: list(self.centroids.find({}, fields)))
+        stamps = (
+            (d["_id"], str(d.get("created_at", "")), str(d.get("revision", ""))) for d in docs
+        )
+        return tuple(sorted(stamps))
+
+    # -- embeddings -----------------------------------------------------------------------------
+
+    def cached_embeddings(self, settings_key: str) -> dict[str, dict[str, Any]]:
+        """All cached embedding documents made with ``settings_key``, by image sha256."""
+        suffix = ":" + settings_key
+        out = {}
+        for doc in self._call(lambda: list(self.embeddings.find({"settings": settings_key}))):
+            if doc["_id"].endswith(suffix):
+                out[doc["_id"][: -len(suffix)]] = doc
+        return out
+
+    def put_embeddings(self, docs: Iterable[dict[str, Any]]) -> int:
+        """Insert new embedding documents in one batch, skipping ids already stored."""
+        docs = list(docs)
+        if not docs:
+            return 0
+        self._writable()
+
+        def write() -> int:
+            try:
+                return len(self.embeddings.insert_many(docs, ordered=False).inserted_ids)
+            except Exception as exc:  # duplicate ids from a concurrent writer: keep theirs
+                if not _is_duplicate(exc):
+                    raise
+                written = 0
+                for d in docs:
+                    try:
+                        self.embeddings.insert_one(d)
+                        written += 1
+                    except Exception as inner:
+                        if not _is_duplicate(inner):
+                            raise
+                return written
+
+        return self._call(write)
+
+    def count_embeddings(self) -> int:
+        return self._call(lambda: self.embeddings.count_documents({}))
+
+
+def without_arrays(doc: dict[str, Any]) -> dict[str, Any]:
+    """A centroid document without its arrays (vectors, whitening, the age model's weights...)."""
+    out = {k: v for k, v in doc.items() if k not in ("vectors", "prototypes", "whitening")}
+    for key, arrays in (("age", ("mean", "weights")), ("children", ("reference",))):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k not in arrays}
+    return out
+
+
+def centroid_revision(doc: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a centroid document's fields but ``revision``, as JSON with sorted keys.
+
+    Equal for equal content whatever the key order, so writing a set again unchanged keeps its
+    revision; any changed field (a vector, the age model, ``created_at``) changes it.
+    """
+    content = {k: v for k, v in doc.items() if k != "revision"}
+    text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(text).hexdigest()
+
+
+def embedding_id(sha256: str, settings_key: str) -> str:
+    return f"{sha256}:{settings_key}"
+
+
+def _monty_path(uri: str) -> Path:
+    if uri.startswith("montydb://"):
+        rest = uri[len("montydb://") :]
+        if not rest.startswith("/"):
+            raise InvalidParameter("montydb URIs name an absolute path: montydb:///path/to/db")
+        return Path(rest)
+    return Path(uri).expanduser()
+
+
+def _open_monty(uri: str):
+    """A montydb client on the folder, its storage and both collections created once.
+
+    Creating them is done under an exclusive lock on ``<folder>/.anfe.lock``, because montydb
+    creates a collection's sqlite file and its table in two steps: two processes opening a fresh
+    database at once (a build and the service) would otherwise race, and a reader could meet a
+    file without its table.
+    """
+    import fcntl
+
+    from montydb import MontyClient, set_storage
+
+    path = _monty_path(uri).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".anfe-write-probe-{os.getpid()}-{threading.get_ident()}"
+        try:
+            probe.write_text("ok")
+        except OSError as exc:
+            if (
+                exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                and (path / "monty.storage.cfg").is_file()
+            ):
+                raise ReadOnlyFolder() from None
+            raise
+        probe.unlink()
+        for existing in path.glob(f"{DB_NAME}/*.collection"):
+            with open(existing, "rb"):
+                pass
+        lock = open(path / ".anfe.lock", "a")  # noqa: SIM115 - held for the block below
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"database folder {path.name!r} is not usable: {exc.strerror}"
+        ) from None
+    with _MONTY_LOCK, lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "monty.storage.cfg").exists():
+            set_storage(str(path), storage="sqlite")
+        client = MontyClient(str(path))
+        for name in ("centroids", "embeddings"):
+            _create_collection(client, path / DB_NAME / f"{name}.collection", name)
+    return client
+
+
+class ReadOnlyFolder(Exception):
+    """The embedded database exists but this process may not write its folder."""
+
+
+class ReadOnlySnapshot:
+    """A private copy of a read-only embedded database's storage files and centroid collection."""
+
+    FILES = ("monty.storage.cfg", ".monty.storage")
+    COLLECTION = f"{DB_NAME}/centroids.collection"
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.copy: Path | None = None
+        self._signature: tuple | None = None
+
+    def _current(self) -> tuple:
+        out = []
+        for name in (self.COLLECTION, self.COLLECTION + "-wal"):
+            try:
+                st = (self.source / name).stat()
+                out.append((name, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                out.append((name, None, None))
+        return tuple(out)
+
+    def stale(self) -> bool:
+        """Whether the folder's centroid collection changed since the copy was taken."""
+        return self._current() != self._signature
+
+    def open(self):
+        """Copy the files (again) and open montydb on the copy."""
+        from montydb import MontyClient
+
+        self.remove()
+        self.copy = Path(tempfile.mkdtemp(prefix="anfe-readonly-db-"))
+        (self.copy / DB_NAME).mkdir()
+        signature = self._current()
+        for name in (*self.FILES, self.COLLECTION, self.COLLECTION + "-wal"):
+            if (self.source / name).is_file():
+                shutil.copyfile(self.source / name, self.copy / name)
+        self._signature = signature
+        return MontyClient(str(self.copy))
+
+    def remove(self) -> None:
+        if self.copy is not None:
+            shutil.rmtree(self.copy, ignore_errors=True)
+            self.copy = None
+
+
+def _create_collection(client, file: Path, name: str) -> None:
+    """Make sure the collection's sqlite file holds its table (montydb makes it on first write)."""
+    if file.is_file():
+        with sqlite3.connect(file) as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone():
+                return
+        file.unlink()  # a file left without its table holds no document
+    collection = client[DB_NAME][name]
+    collection.insert_one({"_id": "__anfe_create__"})
+    collection.delete_one({"_id": "__anfe_create__"})
