@@ -231,7 +231,7 @@ def test_internal_error_answers_without_traceback_or_path(
 
     settings = Settings(db=db_with_set, cpu_workers=1, seed=False)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        monkeypatch.setattr(service_module.faces, "sniff_format", broken)
+        monkeypatch.setattr(service_module.formats, "image_format", broken)
         resp = client.post("/predict", files={"file": ("a.jpg", PHOTO.read_bytes())})
     assert resp.status_code == 500
     assert resp.json()["error"]["code"] == "internal_error"
