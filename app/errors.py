@@ -14,6 +14,7 @@ from anfe.centroids.errors import (
     CentroidsNotFound,
     DatabaseUnavailable,
     DatasetError,
+    EncoderCacheUnreadable,
     EncoderCacheUnwritable,
     ImageOverBudget,
     ImageTooLarge,
@@ -80,6 +81,7 @@ HTTP_STATUS: dict[str, int] = {
     # the face encoder cannot be loaded: the service cannot classify until an operator acts
     ModelFileInvalid.code: 503,
     EncoderCacheUnwritable.code: 503,
+    EncoderCacheUnreadable.code: 503,
     ClientGone.code: 499,  # nginx's convention for a request its client abandoned
 }
 

