@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -145,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
         # each server process writes its metrics there; GET /metrics adds them all up
         metrics_dir = tempfile.mkdtemp(prefix="anfe-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
+    # SIGTERM (`docker stop`, systemd, Kubernetes) asks for a graceful stop: uvicorn finishes the
+    # requests in flight and stops the workers, then raises the signal again, which would end the
+    # process with status 143. A stop that was asked for and done is a success: exit 0.
+    signal.signal(signal.SIGTERM, _stop_asked)
     try:
         uvicorn.run(
             "anfe.app.main:app_from_env",
@@ -164,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _stop_asked(signum: int, frame) -> None:
+    """SIGTERM before uvicorn takes it over, or raised again by uvicorn once it has shut down."""
+    raise SystemExit(0)
 
 
 def check_port(host: str, port: int) -> None:

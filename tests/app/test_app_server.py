@@ -200,3 +200,29 @@ def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_
     log_text = (tmp_path / "stderr.log").read_text()
     assert "Application startup complete" in log_text
     assert "Logging error" not in log_text and "Broken pipe" not in log_text, log_text
+
+
+def test_sigterm_stops_the_service_gracefully_with_exit_code_0(tmp_path):
+    """What `docker stop` sends: the service finishes, shuts its workers down and exits 0 (not 143,
+    the status of a process killed by SIGTERM, which uvicorn would leave by raising it again)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "anfe.cli", "serve", "--port", str(port)]
+    cmd += ["--db", str(tmp_path / "db"), "--cpu-workers", "1"]
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(answers, "anfe serve to answer", seconds=240)
+        proc.terminate()  # SIGTERM
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    log_text = (tmp_path / "server.log").read_text()
+    assert "Application shutdown complete" in log_text and "Traceback" not in log_text, log_text
