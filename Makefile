@@ -1,12 +1,13 @@
 # Two entry points, each creates .venv and installs what it needs on first use:
 #   make serve   serve POST /predict on http://127.0.0.1:8000 (embedded database, shipped centroids)
 #   make test    run the test suite (the tests on real photos need ../shared/data)
+#   make docker  build the Docker image `anfe` (README "Docker"); make docker-test runs its tests
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint clean constraints
+.PHONY: install serve test lint clean constraints docker docker-test
 
 install: $(STAMP)
 
@@ -32,6 +33,20 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The image, built as the Docker test builds it. Where no container registry is reachable,
+# DOCKER_BASE (run as root) starts dockerd and builds a local stand-in for python:3.11-slim first;
+# --network host: pip inside the build uses this machine's network and configuration.
+DOCKER_BASE ?= ../shared/tools/docker-base.sh
+IMAGE ?= anfe
+
+docker:
+	@if [ -f $(DOCKER_BASE) ] && ! { docker info && docker image inspect python:3.11-slim; } >/dev/null 2>&1; then \
+		bash $(DOCKER_BASE); fi
+	docker build --network host -t $(IMAGE) .
+
+docker-test: $(STAMP)
+	$(BIN)/python -m pytest -m docker tests/system/test_docker.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
