@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from anfe.centroids.errors import InvalidParameter
@@ -27,6 +28,10 @@ refused on every URL and every redirect unless --allow-private-hosts is given.
 
 Interrupt at any time (Ctrl-C) and rerun the same command to resume: finished URLs are
 never downloaded again. OUT/manifest.jsonl records every URL tried and its outcome.
+
+exit status: 0 when every URL of this run was saved (or was a duplicate), 3 when any download
+failed (a line on stderr says how many), 6 when a FaceScrub list URL fails or is refused, 2 bad
+usage.
 """
 
 EXAMPLES_CLEAN = """examples:
@@ -127,6 +132,7 @@ def _fetch_settings(args: argparse.Namespace):
 
 
 def run_scrape(args: argparse.Namespace) -> int:
+    from anfe.scraper.errors import PrivateAddress
     from anfe.scraper.fetcher import Fetcher
     from anfe.scraper.scrape import Limits, Scraper, people_from_facescrub, people_from_seeds
     from anfe.scraper.sources import default_sources
@@ -151,12 +157,24 @@ def run_scrape(args: argparse.Namespace) -> int:
         scraper = Scraper(args.out, fetcher, sources, Limits(args.max_per_person, args.max_people))
         counts = scraper.run(people, progress=not args.no_progress)
     _print_summary(scraper.manifest.summary())
+    failed = scraper.failed
     print(
-        f"this run: {counts['saved']} saved, {counts['duplicate']} duplicates, "
-        f"{sum(v for k, v in counts.items() if k not in ('saved', 'duplicate'))} failed; "
+        f"this run: {counts['saved']} saved, {counts['duplicate']} duplicates, {failed} failed; "
         f"manifest: {scraper.manifest.path}"
     )
-    return 0
+    if not failed:
+        return 0
+    tried = failed + counts["saved"] + counts["duplicate"]
+    print(f"anfe: {failed} of {tried} downloads failed (see {scraper.manifest.path})",
+          file=sys.stderr)  # fmt: skip
+    refused = counts[PrivateAddress.code]
+    if refused and not args.allow_private_hosts:
+        print(
+            f"anfe: {refused} of them on a loopback, private or link-local address; "
+            "--allow-private-hosts allows those for a local mirror or test site",
+            file=sys.stderr,
+        )
+    return 3  # some or all downloads failed, as `anfe predict` when images fail
 
 
 def _facescrub(value: str, fetcher):
