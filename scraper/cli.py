@@ -252,7 +252,7 @@ def run_clean(args: argparse.Namespace) -> int:
 
     if args.apply_review:
         moved = review.apply_review(args.apply_review, out=args.out)
-        print(f"relabelled {moved.moved} images; {moved.already} already done, "
+        print(f"relabelled {_images(moved.moved)}; {moved.already} already done, "
               f"{moved.missing} missing, {moved.kept} not marked relabel")  # fmt: skip
         return 0
     if args.raw is None or args.out is None:
@@ -270,5 +270,9 @@ def run_clean(args: argparse.Namespace) -> int:
     result = cleaner.clean(args.raw, args.out, opts, db=args.db)
     print(cleaner.summary_table(result))
     if result.review_rows is not None:
-        print(f"label review: {result.review_rows} images to check in {result.review_path}")
+        print(f"label review: {_images(result.review_rows)} to check in {result.review_path}")
     return 0
+
+
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
