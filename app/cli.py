@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameter(f"{name}: {err['msg']}") from None
     encoders.prepare(settings.encoder)  # convert now: a failure is one line, not a dead worker
     print(
+        f"{logging.Formatter().formatTime(logging.makeLogRecord({}))} "
         f"anfe: serving http://{args.host}:{args.port} ({describe_uri(settings.db)}, "
         f"{args.workers} server process(es) x {settings.cpu_workers} detector(s), "
         f"{settings.encoder} encoder)",
@@ -215,6 +216,9 @@ def log_config(level: str) -> dict:
     pipe_safe = f"{__name__}.{PipeSafeHandler.__name__}"
     for handler in config["handlers"].values():
         handler["class"] = pipe_safe
+    for formatter in config["formatters"].values():  # uvicorn's own and access lines: a time too
+        if not formatter["fmt"].startswith("%(asctime)s"):
+            formatter["fmt"] = "%(asctime)s " + formatter["fmt"]
     config["formatters"]["anfe"] = {
         "()": "uvicorn.logging.DefaultFormatter",
         "fmt": "%(asctime)s %(levelprefix)s %(name)s: %(message)s",

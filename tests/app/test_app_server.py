@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -182,7 +183,8 @@ def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_
     try:
         first = proc.stdout.readline()
         proc.stdout.close()  # what `head -1` does once it has its line
-        assert first.startswith(f"anfe: serving {base} ".encode())
+        assert re.match(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} anfe: serving ", first), first
+        assert f" anfe: serving {base} ".encode() in first
 
         def answers() -> bool:
             try:
@@ -200,3 +202,9 @@ def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_
     log_text = (tmp_path / "stderr.log").read_text()
     assert "Application startup complete" in log_text
     assert "Logging error" not in log_text and "Broken pipe" not in log_text, log_text
+    lines = [line for line in log_text.splitlines() if line.strip()]
+    untimed = [line for line in lines if not STAMP.match(line)]
+    assert lines and not untimed, untimed  # every log line says when
+
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
