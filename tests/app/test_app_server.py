@@ -166,6 +166,32 @@ def test_serve_refuses_bad_settings_in_one_line():
     assert "ANFE_MAX_BYTES" in bad_env.stderr and "Traceback" not in bad_env.stderr
 
 
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_serve_with_an_unknown_default_set_exits_4_before_serving(tmp_path, how):
+    db = str(tmp_path / "db")
+    assert run_anfe("centroids", "seed", "--db", db).returncode == 0
+    args = ["serve", "--db", db, "--port", str(free_port())]
+    if how == "option":
+        done = run_anfe(*args, "--centroids", "g_7")
+    else:
+        done = run_anfe(*args, env={"ANFE_CENTROIDS": "g_7"})
+    assert done.returncode == 4
+    assert "anfe: serving" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("anfe: error: no centroid set with id 'g_7'")
+    assert lines[0].endswith("stored: g_1000, g_2000, g_5000, g_5000-mahalanobis")
+
+
+def test_serve_on_a_fresh_database_knows_the_sets_seeding_will_add(tmp_path):
+    fresh = tmp_path / "fresh"
+    done = run_anfe("serve", "--db", str(fresh), "--centroids", "g_7", "--port", str(free_port()))
+    assert done.returncode == 4 and "stored: g_1000, g_2000" in done.stderr
+    assert not fresh.exists()
+    none = run_anfe("serve", "--db", str(fresh), "--centroids", "g_1000", "--no-seed",
+                    "--port", str(free_port()))  # fmt: skip
+    assert none.returncode == 4 and none.stderr.strip().endswith("stored: none")
+
+
 def test_serve_help_has_examples():
     out = run_anfe("serve", "--help")
     assert out.returncode == 0
