@@ -15,6 +15,7 @@ from anfe.centroids.errors import (
     DatabaseUnavailable,
     DatasetError,
     EncoderCacheUnwritable,
+    ImageNotFound,
     ImageOverBudget,
     ImageTooLarge,
     ImageUndecodable,
@@ -63,6 +64,7 @@ class ClientGone(AnfeError):
 
 HTTP_STATUS: dict[str, int] = {
     ImageUndecodable.code: 400,
+    ImageNotFound.code: 400,
     MalformedRequest.code: 400,
     BodyTimeout.code: 408,
     Unauthorized.code: 401,

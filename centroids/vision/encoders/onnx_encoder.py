@@ -276,8 +276,8 @@ def converted_model(
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
         raise EncoderCacheUnwritable(
-            f"cannot write the converted face encoder into the cache folder: {exc.strerror}; "
-            "set ANFE_CACHE to a writable folder"
+            f"cannot write the converted face encoder into the cache folder {str(folder)!r}: "
+            f"{exc.strerror}; set ANFE_CACHE to a writable folder"
         ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
