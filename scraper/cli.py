@@ -82,10 +82,27 @@ def register_scrape(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--max-per-person", type=int, default=None, help="images kept per person")
     p.add_argument("--max-people", type=int, default=None, help="people harvested")
-    p.add_argument("--delay", type=float, default=1.0, help="seconds between requests to a host")
-    p.add_argument("--retries", type=int, default=3, help="retries on errors, 429 and 5xx")
-    p.add_argument("--timeout", type=float, default=20.0, help="read timeout in seconds")
-    p.add_argument("--max-bytes", type=int, default=15 * 1024 * 1024, help="largest image")
+    p.add_argument(
+        "--delay",
+        type=float,
+        default=1.0,
+        help="seconds between requests to a host (default: %(default)s)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries on errors, 429 and 5xx (default: %(default)s)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=20.0, help="read timeout in seconds (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=15 * 1024 * 1024,
+        help="largest image, in bytes (default: %(default)s, 15 MiB)",
+    )
     p.add_argument("--max-retry-after", type=int, default=120, help="longest Retry-After to obey")
     p.add_argument("--user-agent", default=None, help="User-Agent (default names anfe)")
     p.add_argument("--proxy", default=None, help="proxy URL for http and https")
@@ -229,7 +246,12 @@ def register_clean(sub) -> None:
     p.add_argument("raw", type=Path, nargs="?", help="scraped folder (female/ male/ or FaceScrub)")
     p.add_argument("--out", type=Path, help="clean folder")
     p.add_argument("--move", action="store_true", help="move instead of copy")
-    p.add_argument("--min-face", type=int, default=40, help="smallest face side in pixels")
+    p.add_argument(
+        "--min-face",
+        type=int,
+        default=40,
+        help="smallest face side in pixels (default: %(default)s)",
+    )
     p.add_argument(
         "--near-duplicate", type=float, default=0.2, help="embedding distance below which two "
         "images of a person are the same photo (default: %(default)s)"
