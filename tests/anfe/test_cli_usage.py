@@ -242,17 +242,6 @@ def test_a_huge_image_is_refused_with_its_size_and_both_limits(tmp_path):
     ) in done.stdout
 
 
-def test_environment_variables_are_named_in_their_errors(tmp_path, lfw_female):
-    done = run_in(tmp_path, "predict", str(lfw_female), env={"ANFE_ENCODER": "foo"})
-    assert done.returncode == 2
-    assert "ANFE_ENCODER='foo'" in one_error_line(done)
-    cache = "/proc/nope"
-    done = run_in(tmp_path, "prepare", env={"ANFE_CACHE": cache})
-    assert done.returncode == 6
-    line = one_error_line(done)
-    assert repr(cache) in line and "ANFE_CACHE" in line
-
-
 def test_an_unreachable_mongodb_is_one_short_line(tmp_path):
     done = run_in(tmp_path, "centroids", "list", "--db", "mongodb://127.0.0.1:9")
     assert done.returncode == 5
