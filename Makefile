@@ -28,8 +28,11 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 constraints:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^pip==' > constraints.txt
 
+# make serve PORT=8080 HOST=0.0.0.0
+PORT ?= 8000
+HOST ?= 127.0.0.1
 serve: $(STAMP)
-	$(BIN)/anfe serve
+	$(BIN)/anfe serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from anfe.centroids.errors import InvalidImageInput
 from anfe.centroids.imaging import decoding
 from anfe.centroids.model.centroid_set import CentroidSet
 from anfe.centroids.predict import predict_image
@@ -24,6 +25,7 @@ from anfe.centroids.storage.store import Store
 from anfe.centroids.vision import faces
 
 ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
+IMAGE_TYPES = (str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray)
 
 
 def load(set_id: str | None = None, db: str | None = None) -> CentroidSet:
@@ -72,9 +74,16 @@ def predict(
         (``"female"`` or ``"male"``, the nearer centroid), ``distances`` to each centroid,
         ``margin`` between them, ``confidence`` (0.5-1, calibrated), ``uncertain``, ``in_range``,
         and ``age`` when the set carries an age model. An image without a face gives ``[]``.
+    :raises ImageNotFound: no file at the path given
+    :raises InvalidImageInput: ``image`` is none of the kinds above (also a ``TypeError``)
     :raises ImageUndecodable, UnsupportedImageType, ImageTooLarge: an image that cannot be used
     :raises CentroidsNotFound, DatabaseUnavailable: see :func:`load`
     """
+    if not isinstance(image, IMAGE_TYPES):
+        raise InvalidImageInput(
+            "image must be a file path, the bytes of an image file, a PIL image or a numpy "
+            f"array, not {type(image).__name__}"
+        )
     cs = centroids if isinstance(centroids, CentroidSet) else load(centroids, db)
     if isinstance(image, (Image.Image, np.ndarray)):
         data: bytes | np.ndarray = decoding.as_rgb(image)

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 from importlib.metadata import entry_points, version
+from typing import NoReturn
 
 from anfe.centroids.errors import AnfeError
 from anfe.options import formatter
@@ -46,10 +47,21 @@ def exit_code(exc: AnfeError) -> int:
     return EXIT_CODES.get(exc.kind, 1)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line, ``anfe: error: ...`` (exit 2), as every
+    other error of the command; the subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("anfe").strip()
+        where = f"{command}: " if command else ""
+        see = f"anfe {command} --help" if command else "anfe --help"
+        sys.exit(_end(2, f"anfe: error: {where}{message} (see {see})"))
+
+
 def parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``anfe`` parser: with the subcommand ``command`` alone when it is a registered one,
     else with every registered subcommand (for ``--help`` and for usage errors)."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="anfe",
         description="Gender recognition with Average Neural Face Embeddings.",
         formatter_class=formatter,
@@ -64,6 +76,10 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     chosen = [found[command]] if command in found else [found[n] for n in sorted(found)]
     for ep in chosen:
         ep.load()(sub)
+    for command_parser in sub.choices.values():  # -v after the subcommand too
+        command_parser.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more"
+        )
     return p
 
 

@@ -20,15 +20,16 @@ def add_db_option(p: argparse.ArgumentParser, holds: str = "") -> None:
     )
 
 
-def add_encoder_option(p: argparse.ArgumentParser) -> None:
-    """``--encoder onnx|dlib``, shared by build, predict, bench and serve."""
+def add_encoder_option(p: argparse.ArgumentParser, jitters: bool = True) -> None:
+    """``--encoder onnx|dlib``, shared by build, predict, bench and serve; ``jitters``: whether
+    the command has ``--jitters`` (which dlib always runs above 1)."""
     p.add_argument(
         "--encoder",
         choices=encoders.ENCODERS,
         default=None,
         help="face encoder: onnx (dlib's network on onnxruntime, same vectors, faster) or dlib "
-        f"(the reference; always used for --jitters > 1); default: ${encoders.ENV_VAR} or "
-        f"{encoders.DEFAULT_ENCODER}",
+        f"(the reference{'; always used for --jitters > 1' if jitters else ''}); default: "
+        f"${encoders.ENV_VAR} or {encoders.DEFAULT_ENCODER}",
     )
 
 

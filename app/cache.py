@@ -135,7 +135,8 @@ class CentroidCache:
             cid = self.default()
             if cid not in self._sets:
                 raise NoCentroids(
-                    f"the default centroid set {cid!r} (ANFE_CENTROIDS) is not stored; "
+                    f"the default centroid set {cid!r} (anfe serve --centroids, or "
+                    f"ANFE_CENTROIDS) is not stored; "
                     f"stored: {', '.join(self._sets)}"
                 )
         try:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 from anfe.app.metrics import MULTIPROC_ENV
-from anfe.centroids.errors import InvalidParameter
+from anfe.centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
 from anfe.centroids.storage.store import check_uri, default_uri, describe_uri
 from anfe.centroids.vision import encoders
 from anfe.cli import to_devnull
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
         help="default centroid set (default: g_5000-mahalanobis, else the largest)",
     )
     p.add_argument("--no-seed", action="store_true", help="do not seed an empty database")
-    add_encoder_option(p)
+    add_encoder_option(p, jitters=False)
     p.add_argument(
         "--limit-concurrency",
         type=int,
@@ -134,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
         err = exc.errors()[0]
         name = "ANFE_" + str(err["loc"][0]).upper() if err.get("loc") else "ANFE_*"
         raise InvalidParameter(f"{name}: {err['msg']}") from None
+    check_default_set(settings)  # exit 4 before serving, as `anfe predict --centroids` does
     encoders.prepare(settings.encoder)  # convert now: a failure is one line, not a dead worker
     print(
+        f"{logging.Formatter().formatTime(logging.makeLogRecord({}))} "
         f"anfe: serving http://{args.host}:{args.port} ({describe_uri(settings.db)}, "
         f"{args.workers} server process(es) x {settings.cpu_workers} detector(s), "
         f"{settings.encoder} encoder)",
@@ -174,6 +176,34 @@ def run(args: argparse.Namespace) -> int:
 def _stop_asked(signum: int, frame) -> None:
     """SIGTERM before uvicorn takes it over, or raised again by uvicorn once it has shut down."""
     raise SystemExit(0)
+
+
+def check_default_set(settings) -> None:
+    """Refuse a default set (``--centroids``, ``ANFE_CENTROIDS``) the database does not hold and
+    seeding will not add, naming the stored sets. A database that cannot be reached now is not
+    judged: the service waits for it (503 until it is back).
+
+    :raises CentroidsNotFound: the set is not stored
+    """
+    cid = settings.centroids
+    if not cid:
+        return
+    from anfe.centroids.storage import shipped
+    from anfe.centroids.storage.store import Store, exists
+
+    stored: list[str] = []
+    if exists(settings.db):
+        try:
+            with Store(settings.db) as store:
+                stored = [d["_id"] for d in store.list_centroids()]
+        except DatabaseUnavailable:
+            return
+    if not stored and settings.seed:  # an empty database is seeded at start
+        stored = [d["_id"] for d in shipped.shipped_documents()]
+    if cid not in stored:
+        raise CentroidsNotFound(
+            f"no centroid set with id {cid!r} (--centroids); stored: {', '.join(stored) or 'none'}"
+        )
 
 
 def check_port(host: str, port: int) -> None:
@@ -225,6 +255,9 @@ def log_config(level: str) -> dict:
     pipe_safe = f"{__name__}.{PipeSafeHandler.__name__}"
     for handler in config["handlers"].values():
         handler["class"] = pipe_safe
+    for formatter in config["formatters"].values():  # uvicorn's own and access lines: a time too
+        if not formatter["fmt"].startswith("%(asctime)s"):
+            formatter["fmt"] = "%(asctime)s " + formatter["fmt"]
     config["formatters"]["anfe"] = {
         "()": "uvicorn.logging.DefaultFormatter",
         "fmt": "%(asctime)s %(levelprefix)s %(name)s: %(message)s",

@@ -16,6 +16,7 @@ from anfe.centroids.errors import (
     DatasetError,
     EncoderCacheUnreadable,
     EncoderCacheUnwritable,
+    ImageNotFound,
     ImageOverBudget,
     ImageTooLarge,
     ImageUndecodable,
@@ -64,6 +65,7 @@ class ClientGone(AnfeError):
 
 HTTP_STATUS: dict[str, int] = {
     ImageUndecodable.code: 400,
+    ImageNotFound.code: 400,
     MalformedRequest.code: 400,
     BodyTimeout.code: 408,
     Unauthorized.code: 401,

@@ -45,8 +45,8 @@ EXAMPLES = """examples:
 
   # age estimate and children's answers of the shipped default (fitted on the train side of
   # UTKFace, all ages, scored on its held-out side), and faces found in tight LFW crops
-  anfe bench --train ../shared/data/utkface --min-age 18 --sizes 1000 \
-      --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \
+  anfe bench --train ../shared/data/utkface --min-age 18 --sizes 1000 \\
+      --test ../shared/data/lfw --test ../shared/data/utkface --test-per-gender 500 \\
       --ages --tight-crops 0.1,0.15 --db .anfe/bench-db --out bench-ages/
 
 Embeddings are cached in the database (--db), so a second run computes none and is fast.
@@ -86,7 +86,9 @@ def register(subparsers) -> None:
         help="images per gender (%(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of draws and split (default: 0)")
-    p.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
+    p.add_argument(
+        "--out", type=Path, default=Path("bench-out"), help="output folder (default: %(default)s)"
+    )
     p.add_argument("--cropped", action="store_true", help="train images are face crops")
     p.add_argument(
         "--test-cropped", action="store_true", help="the other test folders hold face crops"

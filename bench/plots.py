@@ -73,6 +73,9 @@ def _plot_accuracy(ax: Any, t: dict[str, Any]) -> None:
             ax.plot(sizes, ym, "s--", color=colour, alpha=0.6, label=f"{label}, masked")
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(s) for s in sizes])
+    # only the sizes are labelled: on less than a decade the log axis would label its minor
+    # ticks too ("4x10^0" beside 3 and 6)
+    ax.xaxis.set_minor_formatter(_null_formatter())
     ax.set_xlabel("images per gender in the centroid")
     ax.set_ylabel("accuracy")
     ax.set_title(t["name"])
@@ -103,6 +106,12 @@ def _plot_distances(ax: Any, t: dict[str, Any], distances: dict[str, Any]) -> No
     ax.set_ylabel("density")
     ax.set_title(t["name"])
     ax.legend(fontsize=8)
+
+
+def _null_formatter() -> Any:
+    from matplotlib.ticker import NullFormatter
+
+    return NullFormatter()
 
 
 @contextmanager

@@ -63,6 +63,11 @@ def size_rows(test: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+CONFUSION_LEGEND = (
+    "TF: true female (a woman called female). FF: false female (a man called female). "
+    "TM: true male (a man called male). FM: false male (a woman called male). "
+    "Women % = TF/(TF+FM); men % = TM/(TM+FF); balanced % is their mean."
+)
 SIZE_HEADER = [
     "centroids", "women %", "men %", "balanced %", "F1 macro %", "TF", "FF", "TM", "FM", "n",
     "mean dist. right", "mean dist. wrong", "masked balanced %",
@@ -173,7 +178,7 @@ def header_markdown(results: dict[str, Any]) -> list[str]:
     if tr["sizes_skipped"]:
         for n, why in tr["sizes_skipped"].items():
             lines.append(f"- size {n} skipped: {why}")
-    lines.append("")
+    lines += ["", CONFUSION_LEGEND, ""]
     return lines
 
 

@@ -168,6 +168,8 @@ def read_and_split(cfg: BenchConfig, log=print) -> TrainSide:
             f"train and test are the same folder: split {how} into {len(train_items)} train and "
             f"{len(held_out)} test images (fraction {cfg.test_fraction}, seed {cfg.seed})"
         )
+    if cfg.min_age:
+        datasets.require_ages(train_items)
     pool = datasets.adults(train_items, cfg.min_age) if cfg.min_age else train_items
     return TrainSide(train_layout, all_train, train_items, pool, held_out, split_info)
 

@@ -30,6 +30,13 @@ class ImageUndecodable(AnfeError):
     kind = "image"
 
 
+class ImageNotFound(AnfeError):
+    """No image file at the path given (missing, or a folder)."""
+
+    code = "image_not_found"
+    kind = "image"
+
+
 class ImageTooLarge(AnfeError):
     """The image has more bytes or more pixels than the configured limit."""
 
@@ -49,6 +56,11 @@ class InvalidParameter(AnfeError):
 
     code = "invalid_parameter"
     kind = "usage"
+
+
+class InvalidImageInput(InvalidParameter, TypeError):
+    """What was given as an image is none of the accepted kinds (a path, bytes, a PIL image, a
+    numpy array); a ``TypeError`` too."""
 
 
 class ImageOverBudget(AnfeError):

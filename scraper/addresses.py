@@ -18,7 +18,11 @@ A check alone does not stop DNS rebinding (a name that answers a public address 
 and a private one to the connection): :mod:`anfe.scraper.pinning` makes the connection itself use
 :func:`public_addresses`, so it goes only to addresses it checked.
 
-Through a proxy the proxy resolves names, so only hosts written as addresses are checked.
+Through a proxy the proxy resolves names and opens the connection, so the scraper checks what
+it can from here (:func:`check_through_proxy`): hosts written as addresses; names that are local
+by their form (``localhost``, ``*.local``, ``*.internal``, ``*.home.arpa``, a name without a dot,
+such as ``metadata``); and names that resolve here, whose every address must be public. A name
+that does not resolve here is left to the proxy.
 """
 
 from __future__ import annotations
@@ -106,10 +110,42 @@ def public_addresses(host: str, port: int) -> list[Address]:
     return addresses
 
 
+# suffixes of names that only a local network answers (RFC 6761, 6762, 8375; ICANN's .internal)
+LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".localdomain", ".lan")
+
+
+def local_name(host: str) -> bool:
+    """Whether a host name stands for a local machine by its form alone: ``localhost``, a name
+    under a local-only suffix, or a single label (``metadata``, ``intranet``) that a resolver
+    completes with its search domains."""
+    name = host.lower().rstrip(".")
+    return name == "localhost" or name.endswith(LOCAL_SUFFIXES) or "." not in name
+
+
+def check_through_proxy(host: str, port: int, resolver: Resolver = public_addresses) -> None:
+    """What can be checked of a host a proxy will resolve and connect to: an address literal as
+    usual; a name local by its form is refused; a name that resolves here must resolve to public
+    addresses only; a name that does not resolve here is the proxy's to resolve."""
+    if literal_address(host) is not None:
+        public_addresses(host, port)
+        return
+    if local_name(host):
+        raise PrivateAddress(
+            f"{host[:100]} is a local host name; refused behind the proxy too "
+            "(--allow-private-hosts allows it for a local mirror)"
+        )
+    try:
+        resolver(host, port)
+    except PrivateAddress:
+        raise
+    except FetchError:
+        pass  # unknown here: only the proxy can resolve it
+
+
 def check_public(url: str, resolve: bool = True, resolver: Resolver = public_addresses) -> None:
     """Raise :class:`PrivateAddress` if the URL's host is, or resolves to, a non-public address.
 
-    ``resolve=False`` (behind a proxy) checks only hosts written as addresses; ``resolver``
+    ``resolve=False`` (behind a proxy) checks what :func:`check_through_proxy` can; ``resolver``
     resolves and checks names (see :func:`public_addresses`).
     """
     parts = urlsplit(url)
@@ -117,5 +153,5 @@ def check_public(url: str, resolve: bool = True, resolver: Resolver = public_add
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if resolve:
         resolver(host, port)
-    elif literal_address(host) is not None:
-        public_addresses(host, port)
+    else:
+        check_through_proxy(host, port, resolver)

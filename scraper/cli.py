@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from anfe.centroids.errors import InvalidParameter
@@ -27,6 +28,10 @@ refused on every URL and every redirect unless --allow-private-hosts is given.
 
 Interrupt at any time (Ctrl-C) and rerun the same command to resume: finished URLs are
 never downloaded again. OUT/manifest.jsonl records every URL tried and its outcome.
+
+exit status: 0 when every URL of this run was saved (or was a duplicate), 3 when any download
+failed (a line on stderr says how many), 6 when a FaceScrub list URL fails or is refused, 2 bad
+usage.
 """
 
 EXAMPLES_CLEAN = """examples:
@@ -77,10 +82,27 @@ def register_scrape(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--max-per-person", type=int, default=None, help="images kept per person")
     p.add_argument("--max-people", type=int, default=None, help="people harvested")
-    p.add_argument("--delay", type=float, default=1.0, help="seconds between requests to a host")
-    p.add_argument("--retries", type=int, default=3, help="retries on errors, 429 and 5xx")
-    p.add_argument("--timeout", type=float, default=20.0, help="read timeout in seconds")
-    p.add_argument("--max-bytes", type=int, default=15 * 1024 * 1024, help="largest image")
+    p.add_argument(
+        "--delay",
+        type=float,
+        default=1.0,
+        help="seconds between requests to a host (default: %(default)s)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries on errors, 429 and 5xx (default: %(default)s)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=20.0, help="read timeout in seconds (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=15 * 1024 * 1024,
+        help="largest image, in bytes (default: %(default)s, 15 MiB)",
+    )
     p.add_argument("--max-retry-after", type=int, default=120, help="longest Retry-After to obey")
     p.add_argument("--user-agent", default=None, help="User-Agent (default names anfe)")
     p.add_argument("--proxy", default=None, help="proxy URL for http and https")
@@ -127,6 +149,7 @@ def _fetch_settings(args: argparse.Namespace):
 
 
 def run_scrape(args: argparse.Namespace) -> int:
+    from anfe.scraper.errors import PrivateAddress
     from anfe.scraper.fetcher import Fetcher
     from anfe.scraper.scrape import Limits, Scraper, people_from_facescrub, people_from_seeds
     from anfe.scraper.sources import default_sources
@@ -151,12 +174,24 @@ def run_scrape(args: argparse.Namespace) -> int:
         scraper = Scraper(args.out, fetcher, sources, Limits(args.max_per_person, args.max_people))
         counts = scraper.run(people, progress=not args.no_progress)
     _print_summary(scraper.manifest.summary())
+    failed = scraper.failed
     print(
-        f"this run: {counts['saved']} saved, {counts['duplicate']} duplicates, "
-        f"{sum(v for k, v in counts.items() if k not in ('saved', 'duplicate'))} failed; "
+        f"this run: {counts['saved']} saved, {counts['duplicate']} duplicates, {failed} failed; "
         f"manifest: {scraper.manifest.path}"
     )
-    return 0
+    if not failed:
+        return 0
+    tried = failed + counts["saved"] + counts["duplicate"]
+    print(f"anfe: {failed} of {tried} downloads failed (see {scraper.manifest.path})",
+          file=sys.stderr)  # fmt: skip
+    refused = counts[PrivateAddress.code]
+    if refused and not args.allow_private_hosts:
+        print(
+            f"anfe: {refused} of them on a loopback, private or link-local address; "
+            "--allow-private-hosts allows those for a local mirror or test site",
+            file=sys.stderr,
+        )
+    return 3  # some or all downloads failed, as `anfe predict` when images fail
 
 
 def _facescrub(value: str, fetcher):
@@ -211,7 +246,12 @@ def register_clean(sub) -> None:
     p.add_argument("raw", type=Path, nargs="?", help="scraped folder (female/ male/ or FaceScrub)")
     p.add_argument("--out", type=Path, help="clean folder")
     p.add_argument("--move", action="store_true", help="move instead of copy")
-    p.add_argument("--min-face", type=int, default=40, help="smallest face side in pixels")
+    p.add_argument(
+        "--min-face",
+        type=int,
+        default=40,
+        help="smallest face side in pixels (default: %(default)s)",
+    )
     p.add_argument(
         "--near-duplicate", type=float, default=0.2, help="embedding distance below which two "
         "images of a person are the same photo (default: %(default)s)"
@@ -234,7 +274,7 @@ def run_clean(args: argparse.Namespace) -> int:
 
     if args.apply_review:
         moved = review.apply_review(args.apply_review, out=args.out)
-        print(f"relabelled {moved.moved} images; {moved.already} already done, "
+        print(f"relabelled {_images(moved.moved)}; {moved.already} already done, "
               f"{moved.missing} missing, {moved.kept} not marked relabel")  # fmt: skip
         return 0
     if args.raw is None or args.out is None:
@@ -252,5 +292,9 @@ def run_clean(args: argparse.Namespace) -> int:
     result = cleaner.clean(args.raw, args.out, opts, db=args.db)
     print(cleaner.summary_table(result))
     if result.review_rows is not None:
-        print(f"label review: {result.review_rows} images to check in {result.review_path}")
+        print(f"label review: {_images(result.review_rows)} to check in {result.review_path}")
     return 0
+
+
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"

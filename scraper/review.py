@@ -68,16 +68,58 @@ def write_review(out: Path, decisions, store: Store, cid: str | None, result) ->
     result.review_path = path
 
 
+ACTIONS = ("", "keep", "relabel", "relabelled")  # what the `action` column may hold
+REQUIRED = ("path", "gender", "action")
+
+
 def read_review(path: Path) -> list[dict[str, str]]:
+    """The rows of a review file; line endings LF or CRLF, cells stripped of blanks."""
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return [
+            {k: (v or "").strip() for k, v in row.items() if k is not None}
+            for row in csv.DictReader(fh)
+        ]
+
+
+def check_review(path: Path) -> list[dict[str, str]]:
+    """The rows of a review file a person edited, refused with the reason if it is not one.
+
+    The header must name the columns ``path``, ``gender`` and ``action``; each ``action`` is
+    empty, ``keep``, ``relabel`` or ``relabelled``; each ``gender`` female or male.
+    """
+    name = path.name
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except UnicodeDecodeError:
+        raise InvalidParameter(f"{name} is not a review.csv: not UTF-8 text") from None
+    missing = [c for c in REQUIRED if c not in [h.strip() for h in header]]
+    if missing:
+        raise InvalidParameter(
+            f"{name} is not a review.csv of anfe clean: its header lacks the column"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(expected {','.join(COLUMNS)})"
+        )
+    rows = read_review(path)
+    for line, row in enumerate(rows, 2):
+        action = row.get("action", "").lower()
+        if action not in ACTIONS:
+            raise InvalidParameter(
+                f"{name} line {line}: action {row.get('action')!r} is not relabel, keep or empty"
+            )
+        if row.get("gender") not in OTHER:
+            raise InvalidParameter(
+                f"{name} line {line}: gender {row.get('gender')!r} is not female or male"
+            )
+    return rows
 
 
 def _write(path: Path, rows: list[dict[str, str]]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    # LF line ends: `sed 's/,$/,relabel/'` and other line tools then see the empty action
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, buf.getvalue().encode("utf-8"))
@@ -97,9 +139,7 @@ def apply_review(review_csv: Path, out: Path | None = None) -> Applied:
     if not review_csv.is_file():
         raise InvalidParameter(f"review file {str(review_csv)!r} does not exist")
     out = (Path(out) if out else review_csv.parent).resolve()
-    rows = read_review(review_csv)
-    if rows and not {"path", "gender", "action"} <= set(rows[0]):
-        raise InvalidParameter("review file must have the columns path, gender and action")
+    rows = check_review(review_csv)
     done = Applied()
     with open(out / "relabels.jsonl", "a", encoding="utf-8") as log:
         for row in rows:
@@ -109,7 +149,7 @@ def apply_review(review_csv: Path, out: Path | None = None) -> Applied:
 
 
 def _apply_row(row: dict[str, str], out: Path, log, done: Applied) -> None:
-    action = (row.get("action") or "").strip().lower()
+    action = row["action"].lower()
     if action == "relabelled":
         done.already += 1
         return

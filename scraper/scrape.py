@@ -91,6 +91,7 @@ class Scraper:
         self.limits = limits or Limits()
         self.manifest = Manifest(out)
         self.counts: Counter[str] = Counter()  # this run: saved, duplicate, error codes
+        self.tried: set[str] = set()  # URLs tried in this run: a list naming one twice counts once
 
     def run(self, people: list[Person], progress: bool = True) -> Counter[str]:
         from tqdm import tqdm
@@ -102,15 +103,16 @@ class Scraper:
             for person in bar:
                 self.person(person)
                 bar.set_postfix(
-                    saved=self.counts["saved"],
-                    dup=self.counts["duplicate"],
-                    failed=sum(
-                        v for k, v in self.counts.items() if k not in ("saved", "duplicate")
-                    ),
+                    saved=self.counts["saved"], dup=self.counts["duplicate"], failed=self.failed
                 )
         finally:
             bar.close()
         return self.counts
+
+    @property
+    def failed(self) -> int:
+        """URLs of this run that ended in an error (images, and person pages that failed)."""
+        return sum(v for k, v in self.counts.items() if k not in ("saved", "duplicate"))
 
     def person(self, person: Person) -> None:
         key = (person.gender, slugify(person.name))
@@ -118,7 +120,7 @@ class Scraper:
         for rec in self._records(person):
             if cap is not None and self.manifest.per_person[key] >= cap:
                 return
-            if rec.url in self.manifest.done:
+            if rec.url in self.manifest.done or rec.url in self.tried:
                 continue
             self.download(rec)
 
@@ -144,6 +146,7 @@ class Scraper:
 
     def download(self, rec: Record) -> None:
         """Fetch one image and save it (and its FaceScrub crop); record the outcome."""
+        self.tried.add(rec.url)
         try:
             resp = self._fetch_image(rec)
             data = resp.body

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from anfe.centroids.builder import datasets
 from anfe.centroids.builder.sets import DEFAULT_SIZES, BuildSpec, build, parse_sizes
+from anfe.centroids.model.calibration import MIN_CALIBRATION_PER_GENDER
 from anfe.centroids.storage.store import check_uri, default_uri
 from anfe.centroids.vision import encoders
 from anfe.centroids.vision.settings import EmbeddingSettings
@@ -52,11 +53,19 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--cropped", action="store_true", help="images are face crops: no detection")
     p.add_argument(
-        "--min-age", type=int, default=None, help="keep images with labels.csv age >= this"
+        "--min-age",
+        type=int,
+        default=None,
+        help="keep images with labels.csv age >= this (refused when no image has an age)",
     )
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
     add_landmarks_option(p)
-    p.add_argument("--max-side", type=int, default=800, help="detect on a copy this large")
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=800,
+        help="detect faces on a copy whose longer side is at most this (default: %(default)s)",
+    )
     add_encoder_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -102,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     )
     spec.check()
     datasets.layout(spec.dataset)  # a missing or unlabelled folder, before the database opens
+    if spec.min_age is not None:  # ages to filter by, before the database opens
+        spec.items = datasets.read_dataset(spec.dataset)
+        datasets.require_ages(spec.items)
     if args.dask is not None:
         from anfe.centroids.builder.dask_pool import check_address
 
@@ -117,6 +129,13 @@ def run(args: argparse.Namespace) -> int:
         f"embedded {report.computed} new images; built {', '.join(report.built) or 'nothing'}"
         + (f"; unchanged {', '.join(report.unchanged)}" if report.unchanged else "")
     )
+    if report.uncalibrated:
+        print(
+            f"anfe: warning: {', '.join(report.uncalibrated)} uncalibrated: fewer than "
+            f"{MIN_CALIBRATION_PER_GENDER} images per gender cannot calibrate a confidence, so "
+            "every answer of such a set is uncertain (confidence 0.5)",
+            file=sys.stderr,
+        )
     if not report.built and not report.unchanged:
         print("anfe: error: no size could be filled", file=sys.stderr)
         return 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from anfe.centroids.builder import datasets
 from anfe.centroids.errors import AnfeError, DatasetError, InvalidParameter
 from anfe.centroids.predict import predict_image
 from anfe.centroids.storage import shipped
-from anfe.centroids.storage.store import check_uri, default_uri
+from anfe.centroids.storage.store import check_uri, default_uri, describe_uri, exists
 from anfe.centroids.vision import encoders
 from anfe.options import add_db_option, add_encoder_option, formatter, open_store
 
@@ -22,6 +23,14 @@ EXAMPLES_PREDICT = """examples:
   anfe predict photo.jpg --encoder dlib          # dlib's own encoder: same answers, slower
   anfe predict photos/ --json --centroids g_2000
   anfe predict photos/ --csv > faces.csv      # one row per face (or per failed image)
+
+A text line reads: PATH: face N box=(top,right,bottom,left) GENDER d_female=.. d_male=..
+confidence=.. age=A (LOW-HIGH) set=ID, then "uncertain", "out-of-range" or "second-pass" when
+they apply; box edges are pixels of the image.
+
+Without --db (and ANFE_DB), when ./.anfe/db does not exist, the sets shipped with anfe answer
+and nothing is written. A folder is read recursively, hidden files and folders left out; files
+that are not named as JPEG, PNG, WebP, BMP or GIF images are skipped and counted on stderr.
 
 exit status: 0 every image read, 3 when any image failed (a summary line says how many)
 """
@@ -41,7 +50,8 @@ def register(sub) -> None:
     p.add_argument(
         "--centroids",
         default=None,
-        help="centroid set id (default: g_5000-mahalanobis, else the largest)",
+        help="centroid set id (default: g_5000-mahalanobis, else the largest stored, which the "
+        "command then names on stderr)",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object per image per line")
@@ -56,20 +66,27 @@ def register(sub) -> None:
         default=20,
         help="classify at most this many faces per image, the largest (1-100, default: 20)",
     )
-    add_encoder_option(p)
-    add_db_option(p)
+    add_encoder_option(p, jitters=False)
+    add_db_option(p, "the centroid sets (default without it: the shipped sets, when ./.anfe/db "
+                     "does not exist)")  # fmt: skip
     p.set_defaults(func=run, needs_models=True)
 
 
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.max_faces <= 100:
         raise InvalidParameter(f"--max-faces must be between 1 and 100, not {args.max_faces}")
-    check_uri(args.db or default_uri())
+    uri = args.db or default_uri()
+    check_uri(uri)
     if args.path.is_dir():
-        paths = [
-            p for p in sorted(args.path.rglob("*"))
-            if p.is_file() and p.suffix.lower() in datasets.IMAGE_SUFFIXES
-        ]  # fmt: skip
+        paths, skipped = folder_images(args.path)
+        if skipped:
+            names = ", ".join(p.relative_to(args.path).as_posix() for p in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            print(
+                f"anfe: skipped {len(skipped)} file(s) not named as JPEG, PNG, WebP, BMP or GIF "
+                f"images: {names}{more}",
+                file=sys.stderr,
+            )
         if not paths:
             raise DatasetError(f"no images in folder {args.path.name!r}")
     elif args.path.is_file():
@@ -79,13 +96,13 @@ def run(args: argparse.Namespace) -> int:
     encoder = args.encoder or encoders.default_encoder()
     encoders.prepare(encoder)
     encoders.set_threads(encoders.threads_per_process(1))  # this process alone: all the cores
-    with open_store(args) as store:
-        cs = shipped.load_centroid_set(store, args.centroids)
+    cs = _centroid_set(args, uri)
     show = _csv_printer() if args.csv else _print_json if args.json else _print_text
     failures = 0
     for path in paths:
         try:
             result = predict_image(path.read_bytes(), cs, max_faces=args.max_faces, encoder=encoder)
+            result = {"centroids": cs.id, **result}  # which set answered, as HTTP says
         except AnfeError as exc:
             failures += 1
             result = {"error": {"code": exc.code, "message": exc.message}}
@@ -94,6 +111,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"anfe: {failures} of {len(paths)} images failed", file=sys.stderr)
         return 3
     return 0
+
+
+def folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The images of a folder, recursively, and the other files skipped; hidden files and the
+    contents of hidden folders (``.git``, ``.anfe``) are neither."""
+    images, skipped = [], []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
+        (images if p.suffix.lower() in datasets.IMAGE_SUFFIXES else skipped).append(p)
+    return images, skipped
+
+
+def _centroid_set(args: argparse.Namespace, uri: str):
+    """The set that answers: from the database, or, with no database given and none at
+    ./.anfe/db, from the package (nothing is created). A default other than
+    g_5000-mahalanobis is named on stderr."""
+    if args.db is None and not os.environ.get("ANFE_DB") and not exists(uri):
+        return shipped.with_age(shipped.shipped_set(args.centroids))
+    with open_store(args) as store:
+        cs = shipped.load_centroid_set(store, args.centroids)
+    if args.centroids is None and cs.id != shipped.DEFAULT_CENTROIDS:
+        print(
+            f"anfe: {shipped.DEFAULT_CENTROIDS} is not in {describe_uri(uri)}; its largest set "
+            f"{cs.id} answers (--centroids chooses; `anfe centroids seed` adds the shipped sets)",
+            file=sys.stderr,
+        )
+    return cs
 
 
 def _print_json(path: str, result: dict[str, Any]) -> None:
@@ -118,7 +163,7 @@ def _print_text(path: str, result: dict[str, Any]) -> None:
             f"{path}: face {i} box=({b['top']},{b['right']},{b['bottom']},{b['left']}) "
             f"{face['gender']} d_female={face['distances']['female']:.4f} "
             f"d_male={face['distances']['male']:.4f} confidence={face['confidence']:.3f}"
-            f"{age_text}{flag}"
+            f"{age_text} set={result['centroids']}{flag}"
         )
 
 

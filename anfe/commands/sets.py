@@ -12,7 +12,7 @@ from anfe.centroids.model.children import DEFAULT_EDGES, ROUTINGS
 from anfe.centroids.model.children import DEFAULT_METHOD as DEFAULT_CHILD_METHOD
 from anfe.centroids.model.children import METHODS as CHILD_METHODS
 from anfe.centroids.storage import shipped
-from anfe.centroids.storage.store import Store, describe_uri
+from anfe.centroids.storage.store import Store, check_uri, default_uri, describe_uri, exists
 from anfe.options import add_db_option, formatter, open_store
 
 EXAMPLES_CENTROIDS = """examples:
@@ -30,6 +30,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "centroids",
         help="list, show, delete or seed the stored centroid sets; fit their age model",
+        description="The centroid sets a database holds: list them (id, mode, size, source), "
+        "show one whole as JSON, delete one, seed the sets shipped with anfe into it, or fit an "
+        "age model and child policy onto one. Nothing is created by list, show or delete.",
         epilog=EXAMPLES_CENTROIDS,
         formatter_class=formatter,
     )
@@ -72,11 +75,32 @@ def register(sub) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_db_option(p)
     p.set_defaults(func=run, needs_models=False)
+    p.set_defaults(fit_age_defaults={n: p.get_default(n) for n in FIT_AGE_ONLY})
+
+
+FIT_AGE_ONLY = ("data", "hold_out", "seed", "method", "edges", "routing", "jobs", "no_progress")
+
+
+def _check_arguments(args: argparse.Namespace, defaults: dict) -> None:
+    """Refuse what an action would silently ignore: an id where none is taken, fit-age's options."""
+    action = args.action
+    if action in ("show", "delete", "fit-age") and not args.id:
+        raise InvalidParameter(f"`anfe centroids {action}` needs a centroid id")
+    if action in ("list", "seed") and args.id:
+        raise InvalidParameter(f"`anfe centroids {action}` takes no id, not {args.id!r}")
+    if action != "fit-age":
+        given = [n for n in FIT_AGE_ONLY if getattr(args, n) != defaults[n]]
+        if given:
+            options = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise InvalidParameter(f"{options}: only for `anfe centroids fit-age`, not {action}")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.action in ("show", "delete", "fit-age") and not args.id:
-        raise InvalidParameter(f"`anfe centroids {args.action}` needs a centroid id")
+    _check_arguments(args, args.fit_age_defaults)
+    uri = args.db or default_uri()
+    check_uri(uri)  # another scheme is refused before anything else
+    if args.action in ("list", "show", "delete") and not exists(uri):
+        return _no_database(args, uri)  # never created by reading it
     with open_store(args) as store:
         if args.action == "seed":
             added = shipped.seed(store)
@@ -89,24 +113,47 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "list":
             docs = store.list_centroids()
             if not docs:
-                print(f"no centroid sets in {describe_uri(store.uri)}")
-            for d in docs:
-                src = d.get("source", {})
-                print(
-                    f"{d['_id']:<16} {d.get('mode', 'centroid'):<10} per_gender={d.get('per_gender')} "
-                    f"dataset={src.get('dataset')} seed={src.get('seed')} created={d.get('created_at')}"
-                )
+                print(f"no centroid sets in {describe_uri(store.uri)}; {_seed_hint(args)}")
+            print_list(docs)
             return 0
         if args.action == "fit-age":
             return _fit_age(args, store)
         if args.action == "show":
             doc = store.get_centroids(args.id)
-            print(json.dumps(doc, indent=2))
+            print(json.dumps({"id": doc.pop("_id"), **doc}, indent=2))  # `id`, as HTTP says
             return 0
         if not store.delete_centroids(args.id):
-            raise CentroidsNotFound(f"no centroid set with id {args.id!r}")
+            store.get_centroids(args.id)  # raises, naming the stored sets
         print(f"deleted {args.id}")
         return 0
+
+
+def print_list(docs: list[dict]) -> None:
+    """One line per set, its columns aligned whatever the length of the ids and modes."""
+    id_width = max((len(d["_id"]) for d in docs), default=0)
+    mode_width = max((len(d.get("mode", "centroid")) for d in docs), default=0)
+    for d in docs:
+        src = d.get("source", {})
+        print(
+            f"{d['_id']:<{id_width}}  {d.get('mode', 'centroid'):<{mode_width}}  "
+            f"per_gender={d.get('per_gender')} dataset={src.get('dataset')} "
+            f"seed={src.get('seed')} created={d.get('created_at')}"
+        )
+
+
+def _seed_hint(args: argparse.Namespace) -> str:
+    db = f" --db {args.db}" if args.db else ""
+    return f"`anfe centroids seed{db}` adds the sets shipped with anfe"
+
+
+def _no_database(args: argparse.Namespace, uri: str) -> int:
+    where = describe_uri(uri)
+    if args.action == "list":
+        print(f"no centroid sets: {where} does not exist; {_seed_hint(args)}")
+        return 0
+    raise CentroidsNotFound(
+        f"no centroid set with id {args.id!r}: {where} does not exist; {_seed_hint(args)}"
+    )
 
 
 def parse_edges(text: str) -> tuple[float, ...]:

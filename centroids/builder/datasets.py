@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anfe.centroids.errors import DatasetError
+from anfe.centroids.errors import DatasetError, InvalidParameter
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 GENDER_FOLDERS = {
@@ -116,6 +116,18 @@ def _with_labels(item: Item, row: dict[str, str] | None) -> Item:
     gender = GENDER_WORDS.get((row.get("gender") or "").strip().lower(), item.gender)
     person = (row.get("person") or "").strip() or item.person
     return Item(path=item.path, gender=gender, person=person, extra=extra)
+
+
+def require_ages(items: list[Item], option: str = "--min-age") -> None:
+    """Refuse an age filter on images none of which has an age: it would keep every one.
+
+    :raises InvalidParameter: no item has a numeric ``age`` (no labels.csv, or no age column)
+    """
+    if items and not any(it.extra.get("age", "").strip().isdigit() for it in items):
+        raise InvalidParameter(
+            f"{option} needs ages, and no image has one: give the folder a labels.csv with an "
+            "age column (path,gender,age), or leave out the option"
+        )
 
 
 def adults(items: list[Item], min_age: int = 18) -> list[Item]:

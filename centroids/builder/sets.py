@@ -81,6 +81,7 @@ class BuildReport:
     skipped: dict[int, str] = field(default_factory=dict)
     tally: dict[str, GenderTally] = field(default_factory=dict)
     computed: int = 0  # images embedded in this run (cache misses)
+    uncalibrated: list[str] = field(default_factory=list)  # built from too few images to calibrate
 
 
 @dataclass
@@ -211,7 +212,10 @@ class BuildSpec:
     def pool(self) -> list[datasets.Item]:
         """The images to draw from: ``items`` or the dataset's, adults only with ``min_age``."""
         items = self.items if self.items is not None else datasets.read_dataset(self.dataset)
-        return datasets.adults(items, self.min_age) if self.min_age is not None else items
+        if self.min_age is None:
+            return items
+        datasets.require_ages(items)
+        return datasets.adults(items, self.min_age)
 
 
 def build(
@@ -287,6 +291,8 @@ def build(
                 f"{cid}: stored ({n} female + {n} male; held-out accuracy "
                 f"{cs.calibration.held_out_accuracy:.3f})"
             )
+            if not cs.calibration.calibrated:
+                report.uncalibrated.append(cid)
     return report
 
 

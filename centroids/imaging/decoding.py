@@ -14,6 +14,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from anfe.centroids.errors import (
+    ImageNotFound,
     ImageTooLarge,
     ImageUndecodable,
     InvalidParameter,
@@ -55,7 +56,9 @@ def read_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes
             if size > max_bytes:
                 raise too_many_bytes(size, max_bytes, "image")
             data = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ImageNotFound(f"no image file {path.name!r}: {exc.strerror}") from None
+        except PermissionError as exc:
             raise ImageUndecodable(
                 f"cannot read image file {path.name!r}: {exc.strerror}"
             ) from None
@@ -93,20 +96,27 @@ def decode(
             rgb = _to_rgb(img)
     except (ImageTooLarge, UnsupportedImageType):
         raise
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError:  # Pillow's own limit, past ours: say the size anyway
+        _check_size(_header_only(data, fmt), max_pixels, max_side, max_decoded_bytes)
         raise ImageTooLarge(f"image has more than {max_pixels} pixels") from None
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise ImageUndecodable(f"cannot decode the {fmt} image: {_short(exc)}") from None
     return rgb
 
 
+def _header_only(data: bytes, fmt: str) -> Image.Image:
+    """The image of ``data`` opened by its format's reader alone, so without Pillow's
+    decompression-bomb check: its header (size, mode), never its pixels."""
+    factory, _ = Image.OPEN[fmt]
+    return factory(io.BytesIO(data), "")
+
+
 def _check_size(img: Image.Image, max_pixels: int, max_side: int, max_decoded_bytes: int) -> None:
     width, height = img.size
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
-    if max(width, height) > max_side:
+    if width * height > max_pixels or max(width, height) > max_side:
         raise ImageTooLarge(
-            f"image is {width}x{height} pixels; the longest side may be {max_side} pixels"
+            f"image is {width}x{height} pixels ({width * height}); the limits are {max_pixels} "
+            f"pixels and a longest side of {max_side}"
         )
     decoded = width * height * _PIXEL_BYTES.get(img.mode, 4)
     if decoded > max_decoded_bytes:

@@ -12,11 +12,19 @@ from typing import Any
 import numpy as np
 
 UNCERTAIN_CONFIDENCE = 0.75  # faces whose calibrated confidence is below this are "uncertain"
+# Fewer held-out faces per gender than this cannot calibrate anything (6 gave confidence 1.000 at
+# margins of 0.007): such a set is stored uncalibrated, and every answer of it is uncertain.
+MIN_CALIBRATION_PER_GENDER = 30
 
 
 @dataclass
 class Calibration:
-    """p(right | margin) = sigmoid(a * margin + b), floored at 0.5."""
+    """p(right | margin) = sigmoid(a * margin + b), floored at 0.5.
+
+    ``calibrated`` is false for a set with too few held-out faces to fit one
+    (:data:`MIN_CALIBRATION_PER_GENDER`): its confidence is then 0.5 (nothing known) and every
+    answer uncertain.
+    """
 
     a: float = 0.0
     b: float = 0.0
@@ -24,13 +32,22 @@ class Calibration:
     held_out: int = 0
     held_out_accuracy: float = float("nan")
     ece: float = float("nan")  # expected calibration error on the held-out folds
+    calibrated: bool = True
 
     def confidence(self, margin: np.ndarray) -> np.ndarray:
+        if not self.calibrated:
+            return np.full(np.shape(margin), 0.5)
         return np.clip(sigmoid(self.a * margin + self.b), 0.5, 1.0)
+
+    def uncertain(self, margin: np.ndarray) -> np.ndarray:
+        if not self.calibrated:
+            return np.ones(np.shape(margin), dtype=bool)
+        return np.asarray(margin) < self.uncertain_below
 
     def to_doc(self) -> dict[str, Any]:
         return {
-            "method": "logistic_margin",
+            "method": "logistic_margin" if self.calibrated else "none",
+            "calibrated": self.calibrated,
             "a": self.a,
             "b": self.b,
             "uncertain_below": self.uncertain_below,
@@ -50,7 +67,17 @@ class Calibration:
             held_out=int(doc.get("held_out", 0)),
             held_out_accuracy=float(doc.get("held_out_accuracy", float("nan"))),
             ece=float(doc.get("ece", float("nan"))),
+            calibrated=_calibrated(doc),
         )
+
+
+def _calibrated(doc: dict[str, Any]) -> bool:
+    """A stored calibration's ``calibrated``; a set stored before it was written is judged by its
+    held-out faces (a tiny set built earlier is uncalibrated too)."""
+    if "calibrated" in doc:
+        return bool(doc["calibrated"])
+    enough = 2 * MIN_CALIBRATION_PER_GENDER
+    return doc.get("method") != "none" and int(doc.get("held_out", enough)) >= enough
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

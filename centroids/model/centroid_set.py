@@ -29,6 +29,7 @@ import numpy as np
 from anfe.centroids.errors import InvalidParameter
 from anfe.centroids.model.age import AgeEstimates, AgeModel
 from anfe.centroids.model.calibration import (
+    MIN_CALIBRATION_PER_GENDER,
     UNCERTAIN_CONFIDENCE,
     Calibration,
     expected_calibration_error,
@@ -147,7 +148,7 @@ class CentroidSet:
             d_male=d_m,
             margin=margin,
             confidence=confidence,
-            uncertain=margin < self.calibration.uncertain_below,
+            uncertain=self.calibration.uncertain(margin),
             in_range=np.minimum(d_f, d_m) <= self.max_distance,
             age=None if self.age is None else self.age.predict(x),
         )
@@ -155,6 +156,9 @@ class CentroidSet:
             preds.age.model = self.age_from or self.id
         if self.children is not None and (preds.age is not None or self.children.router):
             self.children.apply(self, x, preds, None if preds.age is None else preds.age.value)
+        if not self.calibration.calibrated:  # whatever a child policy said: nothing is known
+            preds.uncertain[:] = True
+            preds.confidence[:] = 0.5
         return preds
 
     def to_doc(self) -> dict[str, Any]:
@@ -320,6 +324,10 @@ def _cross_fit(
     cal = Calibration(a=a, b=b, held_out=len(margin), held_out_accuracy=float(ok.mean()))
     cal.ece = expected_calibration_error(cal.confidence(margin), ok)
     cal.uncertain_below = margin_at(cal, UNCERTAIN_CONFIDENCE)
+    if min(len(female), len(male)) < MIN_CALIBRATION_PER_GENDER:  # too few to calibrate
+        cal = Calibration(held_out=len(margin), held_out_accuracy=cal.held_out_accuracy,
+                          calibrated=False)  # fmt: skip
+        cal.ece = expected_calibration_error(cal.confidence(margin), ok)
     return cal, float(np.quantile(np.concatenate(nearer), RANGE_QUANTILE))
 
 

@@ -76,6 +76,20 @@ def describe_uri(uri: str) -> str:
     return f"embedded database {Path(_monty_path(uri)).name!r}"
 
 
+def exists(uri: str) -> bool:
+    """Whether the database of ``uri`` is there to be read without creating it: a MongoDB
+    server is asked when opened; an embedded database is a folder holding montydb's storage."""
+    return _is_mongo(uri) or (_monty_path(uri) / "monty.storage.cfg").is_file()
+
+
+def short_error(exc: Exception) -> str:
+    """A database error in one short line: pymongo's server-selection errors end with the whole
+    topology description and the timeouts configured, which say nothing to a reader."""
+    text = str(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def _is_duplicate(exc: Exception) -> bool:
     text = str(exc)
     return "duplicate" in text.lower() or "E11000" in text or "UNIQUE constraint" in text
@@ -163,7 +177,8 @@ class Store:
             raise
         except Exception as exc:
             raise DatabaseUnavailable(
-                f"database {describe_uri(self.uri)} is unavailable: {type(exc).__name__}: {exc}"
+                f"database {describe_uri(self.uri)} is unavailable: {type(exc).__name__}: "
+                f"{short_error(exc)}"
             ) from None
 
     # -- centroids ------------------------------------------------------------------------------
@@ -190,7 +205,10 @@ class Store:
         """Return the centroid document ``cid`` or raise :class:`CentroidsNotFound`."""
         doc = self.find_centroids(cid)
         if doc is None:
-            raise CentroidsNotFound(f"no centroid set with id {cid!r}")
+            stored = [d["_id"] for d in self.list_centroids()]
+            raise CentroidsNotFound(
+                f"no centroid set with id {cid!r}; stored: {', '.join(stored) or 'none'}"
+            )
         return doc
 
     def list_centroids(self, with_vectors: bool = False) -> list[dict[str, Any]]:

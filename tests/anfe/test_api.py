@@ -124,7 +124,7 @@ import anfe, numpy as np
 for call in (lambda: anfe.load("g_7"), lambda: anfe.predict(b"not a photo"),
              lambda: anfe.predict(np.zeros((4, 4, 3), dtype=np.float32)),
              lambda: anfe.predict({str(lfw_female)!r}, max_faces=0),
-             lambda: anfe.predict("missing.jpg")):
+             lambda: anfe.predict("missing.jpg"), lambda: anfe.predict(42)):
     try:
         call()
     except anfe.AnfeError as exc:
@@ -137,7 +137,21 @@ for call in (lambda: anfe.load("g_7"), lambda: anfe.predict(b"not a photo"),
     assert lines[1].startswith("unsupported_media_type ")
     assert lines[2].startswith("invalid_parameter a numpy image must be uint8")
     assert lines[3].startswith("invalid_parameter max_faces")
-    assert lines[4].startswith("image_undecodable cannot read image file 'missing.jpg'")
+    assert lines[4] == "image_not_found no image file 'missing.jpg': No such file or directory"
+    assert lines[5] == (
+        "invalid_parameter image must be a file path, the bytes of an image file, a PIL image or "
+        "a numpy array, not int"
+    )
+
+
+def test_a_missing_file_and_a_wrong_type_raise_their_own_classes():
+    import anfe
+
+    with pytest.raises(anfe.ImageNotFound):
+        anfe.predict("no-such-photo.jpg")
+    with pytest.raises(anfe.InvalidImageInput) as err:
+        anfe.predict(42)
+    assert isinstance(err.value, TypeError) and isinstance(err.value, anfe.AnfeError)
 
 
 HIDE_DLIB = "import sys; sys.modules['dlib'] = None  # as if dlib-bin were not installed\n"

@@ -98,7 +98,9 @@ def test_predict_prints_box_gender_distances_and_confidence(built_db, lfw_female
 def test_unknown_centroid_id_is_one_line_and_exit_4(built_db, lfw_female):
     done = anfe("predict", str(lfw_female), "--db", built_db, "--centroids", "g_404")
     assert done.returncode == 4
-    assert done.stderr.strip() == "anfe: error: no centroid set with id 'g_404'"
+    assert done.stderr.strip() == (
+        "anfe: error: no centroid set with id 'g_404'; stored: g_25, g_50"
+    )  # the stored sets, as HTTP's 404 lists them
 
 
 def test_bad_image_is_reported_without_traceback(built_db, tmp_path):

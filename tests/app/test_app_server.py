@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -165,6 +166,32 @@ def test_serve_refuses_bad_settings_in_one_line():
     assert "ANFE_MAX_BYTES" in bad_env.stderr and "Traceback" not in bad_env.stderr
 
 
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_serve_with_an_unknown_default_set_exits_4_before_serving(tmp_path, how):
+    db = str(tmp_path / "db")
+    assert run_anfe("centroids", "seed", "--db", db).returncode == 0
+    args = ["serve", "--db", db, "--port", str(free_port())]
+    if how == "option":
+        done = run_anfe(*args, "--centroids", "g_7")
+    else:
+        done = run_anfe(*args, env={"ANFE_CENTROIDS": "g_7"})
+    assert done.returncode == 4
+    assert "anfe: serving" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("anfe: error: no centroid set with id 'g_7'")
+    assert lines[0].endswith("stored: g_1000, g_2000, g_5000, g_5000-mahalanobis")
+
+
+def test_serve_on_a_fresh_database_knows_the_sets_seeding_will_add(tmp_path):
+    fresh = tmp_path / "fresh"
+    done = run_anfe("serve", "--db", str(fresh), "--centroids", "g_7", "--port", str(free_port()))
+    assert done.returncode == 4 and "stored: g_1000, g_2000" in done.stderr
+    assert not fresh.exists()
+    none = run_anfe("serve", "--db", str(fresh), "--centroids", "g_1000", "--no-seed",
+                    "--port", str(free_port()))  # fmt: skip
+    assert none.returncode == 4 and none.stderr.strip().endswith("stored: none")
+
+
 def test_serve_help_has_examples():
     out = run_anfe("serve", "--help")
     assert out.returncode == 0
@@ -182,7 +209,8 @@ def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_
     try:
         first = proc.stdout.readline()
         proc.stdout.close()  # what `head -1` does once it has its line
-        assert first.startswith(f"anfe: serving {base} ".encode())
+        assert re.match(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} anfe: serving ", first), first
+        assert f" anfe: serving {base} ".encode() in first
 
         def answers() -> bool:
             try:
@@ -200,6 +228,12 @@ def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_
     log_text = (tmp_path / "stderr.log").read_text()
     assert "Application startup complete" in log_text
     assert "Logging error" not in log_text and "Broken pipe" not in log_text, log_text
+    lines = [line for line in log_text.splitlines() if line.strip()]
+    untimed = [line for line in lines if not STAMP.match(line)]
+    assert lines and not untimed, untimed  # every log line says when
+
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 
 def test_sigterm_stops_the_service_gracefully_with_exit_code_0(tmp_path):

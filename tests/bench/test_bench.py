@@ -194,6 +194,34 @@ def test_markdown_tables_agree_with_the_json(runs, results):
             assert float(row[6]) == pytest.approx(100 * r["scores"]["balanced_accuracy"], abs=0.006)
 
 
+def test_markdown_says_what_tf_ff_tm_fm_mean(runs):
+    md = (runs["out1"] / "results.md").read_text()
+    legend = md.index("TF: true female (a woman called female)")
+    assert "FF: false female" in md and "TM: true male" in md and "FM: false male" in md
+    assert legend < md.index("| centroids | women % |")  # before the first table using them
+
+
+@pytest.mark.parametrize("sizes", [[3, 6], [8, 16], [100, 300, 1000]])
+def test_accuracy_plot_labels_the_sizes_and_no_other_tick(sizes):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from anfe.bench.plots import _plot_accuracy
+
+    scores = {"accuracy_female": 0.9, "accuracy_male": 0.8}  # any numbers: only ticks are read
+    t = {"name": "lfw", "sizes": [{"per_gender": n, "scores": scores} for n in sizes]}
+    fig, ax = plt.subplots()
+    try:
+        _plot_accuracy(ax, t)
+        fig.canvas.draw()
+        labels = [x.get_text() for x in ax.get_xticklabels() + ax.get_xticklabels(minor=True)]
+        assert [x for x in labels if x] == [str(n) for n in sizes]
+    finally:
+        plt.close(fig)
+
+
 def test_rerun_recomputes_no_embedding_and_gives_the_same_scores(runs, results):
     second = json.loads((runs["out2"] / "results.json").read_text())
     assert results["embedded_new"] > 0

@@ -112,14 +112,16 @@ def test_anfe_encoder_variable_sets_the_default(monkeypatch):
     monkeypatch.setenv("ANFE_ENCODER", "dlib")
     assert EmbeddingSettings().encoder == "dlib"
     monkeypatch.setenv("ANFE_ENCODER", "tensorflow")
-    with pytest.raises(InvalidParameter, match="encoder must be one of onnx, dlib"):
+    with pytest.raises(InvalidParameter, match="ANFE_ENCODER='tensorflow': the encoder must be"):
         EmbeddingSettings()
 
 
 def test_unknown_encoder_is_one_line_and_exit_2(lfw_female):
     done = anfe("predict", str(lfw_female), env={"ANFE_ENCODER": "tensorflow"})
     assert done.returncode == 2
-    assert done.stderr.strip() == "anfe: error: encoder must be one of onnx, dlib, not 'tensorflow'"
+    assert done.stderr.strip() == (
+        "anfe: error: ANFE_ENCODER='tensorflow': the encoder must be one of onnx, dlib"
+    )  # the variable is named: the user never typed 'tensorflow' on the command line
 
 
 def test_unwritable_encoder_cache_is_one_line_and_exit_6(lfw_female, tmp_path):
@@ -128,6 +130,7 @@ def test_unwritable_encoder_cache_is_one_line_and_exit_6(lfw_female, tmp_path):
     done = anfe("predict", str(lfw_female), env={"ANFE_CACHE": str(blocker / "cache")})
     assert done.returncode == 6
     assert done.stderr.startswith("anfe: error: cannot write the converted face encoder")
+    assert f"cache folder {str(blocker / 'cache')!r}" in done.stderr  # which folder
     assert len(done.stderr.strip().splitlines()) == 1
 
 

@@ -161,3 +161,33 @@ def test_unknown_mode_is_refused(training_embeddings):
         CentroidSet.from_embeddings(
             "g_1", training_embeddings["female"], training_embeddings["male"], mode="svm"
         )
+
+
+def test_a_set_of_six_images_per_gender_is_uncalibrated_and_every_answer_uncertain(
+    training_embeddings, lfw_embeddings
+):
+    x, _ = lfw_embeddings
+    f, m = training_embeddings["female"][:6], training_embeddings["male"][:6]
+    for mode in ("centroid", "prototypes"):
+        tiny = CentroidSet.from_embeddings("g_6", f, m, mode=mode)
+        assert tiny.calibration.calibrated is False
+        preds = tiny.classify(x)
+        assert preds.uncertain.all() and (preds.confidence == 0.5).all()
+        doc = tiny.to_doc()
+        assert doc["calibration"]["calibrated"] is False
+        assert CentroidSet.from_doc(doc).classify(x).uncertain.all()  # stored and read again
+    big = CentroidSet.from_embeddings(
+        "g_60", training_embeddings["female"], training_embeddings["male"]
+    )
+    assert big.calibration.calibrated and not big.classify(x).uncertain.all()
+
+
+def test_a_tiny_set_stored_before_the_calibrated_field_is_read_as_uncalibrated(
+    training_embeddings, lfw_embeddings
+):
+    x, _ = lfw_embeddings
+    f, m = training_embeddings["female"][:6], training_embeddings["male"][:6]
+    doc = CentroidSet.from_embeddings("g_6", f, m).to_doc()
+    doc["calibration"] = {k: v for k, v in doc["calibration"].items() if k != "calibrated"}
+    doc["calibration"].update(method="logistic_margin", a=40.0, b=0.0, uncertain_below=0.0)
+    assert CentroidSet.from_doc(doc).classify(x).uncertain.all()  # 12 held-out faces: too few

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from anfe.centroids.errors import InvalidParameter
 from anfe.scraper import review
 from anfe.scraper.cleaner import CleanOptions, clean
 from tests.helpers import LFW
+
+ANFE = str(Path(sys.executable).with_name("anfe"))
 
 
 def three_photo_people(lfw_rows, gender: str, n: int) -> list[list[Path]]:
@@ -121,6 +125,7 @@ def test_mislabelled_photo_is_listed_for_review_and_relabelled(
     out = tmp_path / "clean"
     run_clean(raw, out, db_uri)
     rows = review.read_review(out / "review.csv")
+    assert b"\r" not in (out / "review.csv").read_bytes()  # LF: line tools such as sed work
     assert f["mislabelled"] in [r["path"] for r in rows]
     scores = [float(r["disagreement"]) for r in rows]
     assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
@@ -252,3 +257,52 @@ def test_move_rerun_with_other_thresholds_finds_the_moved_images(
     run_clean(raw, out, db_uri, move=True, review=False)  # and back
     assert where(out, f["anna0"]) == [f["anna0"]]
     assert len(list(out.rglob("*.jpg"))) == n
+
+
+# -- anfe clean --apply-review checks the file it is given --------------------------------------
+
+
+def review_folder(tmp_path: Path, photo: Path, newline: str) -> Path:
+    """A clean folder with one photo under female/ and a review.csv listing it, unmarked."""
+    out = tmp_path / "clean"
+    put(out, "female/carla/0.jpg", photo.read_bytes())
+    header = ",".join(review.COLUMNS)
+    row = "female/carla/0.jpg,carla,female,male,0.6,0.5,0.1,"
+    (out / "review.csv").write_bytes(newline.join([header, row, ""]).encode())
+    return out
+
+
+def apply_review_cli(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([ANFE, "clean", "--apply-review", str(path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_apply_review_after_marking_with_sed_moves_one_image(tmp_path, lfw_female, newline):
+    out = review_folder(tmp_path, lfw_female, newline)
+    path = out / "review.csv"
+    text = path.read_bytes().decode().replace(",\r\n", ",relabel\r\n").replace(",\n", ",relabel\n")
+    path.write_bytes(text.encode())  # what `sed 's/,$/,relabel/'` (or an editor) leaves
+    result = apply_review_cli(path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("relabelled 1 image;")
+    assert (out / "male/carla/0.jpg").is_file() and not (out / "female/carla/0.jpg").exists()
+    assert b"\r" not in path.read_bytes()  # written back with LF
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("hello\n", "lacks the columns path, gender, action"),
+     ("", "lacks the columns"),
+     ("path,gender\nfemale/a.jpg,female\n", "lacks the column action"),
+     ("path,gender,action\nfemale/carla/0.jpg,female,relable\n", "line 2: action 'relable'"),
+     ("path,gender,action\nfemale/carla/0.jpg,x,relabel\n", "line 2: gender 'x'")],
+)  # fmt: skip
+def test_apply_review_refuses_a_file_that_is_not_a_review(tmp_path, text, message):
+    path = tmp_path / "hello.txt"
+    path.write_text(text)
+    result = apply_review_cli(path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("anfe: error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "relabels.jsonl").exists()

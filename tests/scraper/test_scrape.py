@@ -377,9 +377,41 @@ def test_cli_refuses_private_hosts_unless_allowed(site, tmp_path, lfw_female):
     out = tmp_path / "raw"
     result = run_cli("scrape", "--seeds", str(seeds), "--out", str(out), "--delay", "0",
                      "--no-progress")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # every download failed
     errors = [e.get("error") for e in Manifest(out).entries]
     assert errors == ["private_address", "private_address"] and not site.log
     result = run_cli("scrape", "--seeds", str(seeds), "--out", str(out), *site_args(site))
     assert result.returncode == 0, result.stderr  # the rerun with the flag fetches them
     assert len(saved(out / "female")) == 2 and site.hits["/files/a.jpg"] == 2
+
+
+def test_cli_exits_3_when_downloads_fail_and_names_allow_private_hosts(site, tmp_path, lfw_female):
+    urls = [site.photo(f"/files/{n}.jpg", lfw_female) for n in "abcd"]  # all on 127.0.0.1
+    rows = [(f"P{i}", "female", u) for i, u in enumerate(urls)]
+    seeds = write_seeds(tmp_path / "seeds.csv", rows)
+    out = str(tmp_path / "raw")
+    result = run_cli("scrape", "--seeds", str(seeds), "--out", out, "--delay", "0", "--no-progress")
+    assert result.returncode == 3, result.stderr
+    assert "0 saved, 0 duplicates, 4 failed" in result.stdout
+    assert "anfe: 4 of 4 downloads failed" in result.stderr
+    assert "--allow-private-hosts" in result.stderr and "Traceback" not in result.stderr
+    assert not site.log
+
+
+def test_cli_failed_count_matches_the_table_when_a_list_names_a_url_twice(site, tmp_path):
+    gone = site.add("/files/gone.jpg", b"", "text/plain", status=503)  # transient: retried later
+    listed = tmp_path / "facescrub_actors.txt"
+    listed.write_text(
+        "name\timage_id\tface_id\turl\tbbox\tsha256\n"
+        + "".join(f"John Roe\t{i}\t{i}\t{gone}\t1,1,9,9\t{'0' * 64}\n" for i in (1, 2)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "fs"
+    result = run_cli("scrape", "--facescrub", str(listed), "--out", str(out), *site_args(site),
+                     "--retries", "0")  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "0 saved, 0 duplicates, 1 failed" in result.stdout
+    table = [line.split() for line in result.stdout.splitlines() if line.startswith("http_error")]
+    assert table == [["http_error", "0", "1"]]
+    assert site.hits["/files/gone.jpg"] == 1
+    assert "--allow-private-hosts" not in result.stderr  # it was given

@@ -258,3 +258,41 @@ def test_cli_refuses_an_embedded_private_address_in_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("anfe: error: ")
     assert "64:ff9b::7f00:1 is the non-public address" in lines[0]
+
+
+# -- behind a proxy: what can be checked from here is checked -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "db.localhost", "printer.local", "metadata.google.internal",
+             "router.home.arpa", "metadata", "intranet."],
+)  # fmt: skip
+def test_behind_a_proxy_names_local_by_their_form_are_refused(host):
+    with pytest.raises(PrivateAddress, match="local host name"):
+        check_public(f"http://{host}/a.jpg", resolve=False)
+
+
+def test_behind_a_proxy_a_name_resolving_here_to_a_private_address_is_refused(dns):
+    dns.add("rebind.example.invalid", "127.0.0.1")
+    dns.add("v6.example.invalid", "2002:a9fe:a9fe::1")  # 6to4 carrying 169.254.169.254
+    for host in ("rebind.example.invalid", "v6.example.invalid"):
+        with pytest.raises(PrivateAddress, match="non-public address"):
+            check_public(f"https://{host}/a.jpg", resolve=False)
+
+
+def test_behind_a_proxy_a_name_unknown_here_is_left_to_the_proxy(dns):
+    dns.add("proxied.example.invalid")  # no answer here: the proxy resolves it
+    check_public("https://proxied.example.invalid/a.jpg", resolve=False)  # raises nothing
+    dns.add("www.example.invalid", PUBLIC)
+    check_public("https://www.example.invalid/a.jpg", resolve=False)
+
+
+def test_fetcher_behind_a_proxy_refuses_a_name_that_resolves_to_loopback(site, dns, lfw_female):
+    # The fake site acts as the proxy; the name resolves here to 127.0.0.1.
+    site.add("http://inside.example.invalid/robots.txt", b"", "text/plain")
+    site.add("http://inside.example.invalid/a.jpg", lfw_female.read_bytes(), "image/jpeg")
+    dns.add("inside.example.invalid", "127.0.0.1")
+    with fetcher(obey_robots=False, proxies={"http": site.base}) as f:
+        with pytest.raises(PrivateAddress):
+            f.image("http://inside.example.invalid/a.jpg")
+    assert not site.log  # the proxy was never asked

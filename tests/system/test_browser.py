@@ -277,6 +277,89 @@ def test_page_layout_follows_the_window(open_browser, live, group_photo, artifac
     assert outside_requests(driver, live) == []
 
 
+# -- a crowded photo: real LFW faces pasted side by side ----------------------------------------
+
+CROWD = 9  # photos pasted; the test needs at least 7 faces found
+
+
+@pytest.fixture(scope="module")
+def crowded_photo(tmp_path_factory, real_data) -> Path:
+    """A 3 x 3 grid of LFW photos cut close around their faces (180 px each), as one JPEG: a
+    crowded group photo of real faces, made in the test (no image is committed)."""
+    from PIL import Image
+
+    from tests.helpers import read_labels
+
+    rows = read_labels(LFW)
+    women = [r for r in rows if r["gender"] == "female"][:5]
+    men = [r for r in rows if r["gender"] == "male"][:4]
+    side, cut = 180, 35  # each 250 px photo cut to its centre 180 px
+    canvas = Image.new("RGB", (3 * side, 3 * side), "white")
+    for k, row in enumerate(women + men):
+        with Image.open(LFW / row["path"]) as im:
+            face = im.convert("RGB").crop((cut, cut, cut + side, cut + side))
+        canvas.paste(face, ((k % 3) * side, (k // 3) * side))
+    path = tmp_path_factory.mktemp("crowd") / "crowded.jpg"
+    canvas.save(path, "JPEG", quality=92)
+    return path
+
+
+def label_rects(driver) -> list[dict]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('.face-label')]"
+        ".map((el) => el.getBoundingClientRect().toJSON());"
+    )
+
+
+def overlapping(rects: list[dict]) -> list[tuple[int, int]]:
+    """Pairs of face numbers whose labels' bounding rectangles overlap (more than 0.5 px)."""
+    return [
+        (i + 1, j + 1)
+        for i, a in enumerate(rects)
+        for j, b in enumerate(rects[i + 1 :], i + 1)
+        if min(a["right"], b["right"]) - max(a["left"], b["left"]) > 0.5
+        and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 0.5
+    ]
+
+
+@pytest.mark.parametrize("width, resized", [(1280, 800), (390, 340)])
+def test_crowded_photo_labels_never_overlap_and_the_table_fits(
+    open_browser, live, crowded_photo, artifacts, width, resized
+):
+    result = predict(live, crowded_photo)
+    n = len(result["faces"])
+    assert n >= 7, f"only {n} faces found in the crowded photo"
+    driver = open_browser(width)
+    open_page(driver, live)
+    upload(driver, crowded_photo, n)
+    screenshot(driver, artifacts / f"page-{width}-crowded.png")
+    assert overlapping(label_rects(driver)) == []
+    assert page_overflow(driver) <= 0
+    assert_boxes_on_faces(driver, result)
+    for face, box in zip(result["faces"], css(driver, ".face-box"), strict=True):
+        # every uncertain face shows its mark ("uncertain", or "?" on a compact label)
+        warn = box.find_elements("css selector", ".chip.warn")
+        assert bool(warn) == face["uncertain"]
+        if warn:
+            assert warn[0].is_displayed() and warn[0].size["width"] > 0
+    if width >= 1280:  # the table shows every column without scrolling sideways
+        wrap = driver.find_element("id", "table-wrap")
+        scroll = driver.execute_script(
+            "return arguments[0].scrollWidth - arguments[0].clientWidth", wrap
+        )
+        assert scroll <= 0, f"the table scrolls {scroll} px sideways at {width} px"
+    set_viewport(driver, resized)  # the labels are placed again for the new size
+    wait(driver, 10).until(lambda d: not overlapping(label_rects(d)))
+    assert_boxes_on_faces(driver, result)
+    screenshot(driver, artifacts / f"page-{width}-crowded-resized-{resized}.png")
+
+
+def test_confidence_below_one_never_shows_as_100_percent(browser, live):
+    open_page(browser, live)
+    shown = browser.execute_script("return [0.995, 0.9999, 1, 0.5, 0.874].map(pct)")
+    assert shown == ["99.5%", "99.9%", "100%", "50%", "87%"]
+
+
 def test_uploaded_photo_gets_a_labelled_box(browser, live, lfw_female, lfw_male):
     open_page(browser, live)
     for photo, gender in ((lfw_female, "female"), (lfw_male, "male")):
@@ -333,6 +416,18 @@ def test_bad_file_shows_the_error_message(browser, live, tmp_path):
     browser.find_element("id", "file").send_keys(str(notes))
     wait(browser, 60).until(lambda d: "not a JPEG" in status(d))
     assert "error" in browser.find_element("id", "status").get_attribute("class")
+    assert not css(browser, ".face-box")
+    assert not browser.find_element("id", "result").is_displayed()  # no empty photo card
+
+
+def test_failed_upload_after_a_result_leaves_no_photo_card(browser, live, tmp_path, lfw_female):
+    open_page(browser, live)
+    upload(browser, lfw_female, 1)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(lfw_female.read_bytes()[:5000])
+    browser.find_element("id", "file").send_keys(str(truncated))
+    wait(browser, 60).until(lambda d: "cannot decode" in status(d))
+    assert not browser.find_element("id", "result").is_displayed()
     assert not css(browser, ".face-box")
 
 

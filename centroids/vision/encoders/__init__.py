@@ -42,7 +42,12 @@ def check(name: str) -> str:
 
 def default_encoder() -> str:
     """``$ANFE_ENCODER`` if set, else ``onnx``. :raises InvalidParameter: an unknown name"""
-    return check(os.environ.get(ENV_VAR) or DEFAULT_ENCODER)
+    name = os.environ.get(ENV_VAR) or DEFAULT_ENCODER
+    if name not in ENCODERS:
+        raise InvalidParameter(
+            f"{ENV_VAR}={name!r}: the encoder must be one of {', '.join(ENCODERS)}"
+        )
+    return name
 
 
 def used_for(encoder: str, jitters: int) -> str:
