@@ -417,14 +417,19 @@ def equality(n_lfw: int, n_utk: int, seed: int) -> None:
 def bench_diff(db_onnx: Path, db_dlib: Path) -> None:
     """Two ``anfe bench`` databases, one per encoder: the same faces' embeddings and every
     centroid set's answer on each face (the faces of both tests and the training draws)."""
+    from anfe.centroids import vectors
     from anfe.centroids.model.centroid_set import CentroidSet
     from anfe.centroids.storage.store import Store
 
     vecs, sets = {}, {}
     for name, db in (("onnx", db_onnx), ("dlib", db_dlib)):
         with Store(str(db)) as store:
-            docs = list(store.embeddings.find({"vector": {"$ne": None}}))
-            vecs[name] = {d["_id"]: d["vector"] for d in docs}
+            vecs[name] = {
+                sha: d["vector"]
+                for key in {d["settings"] for d in store.embeddings.find({}, {"settings": 1})}
+                for sha, d in store.cached_embeddings(key).items()
+                if d["vector"] is not None
+            }
             sets[name] = {d["_id"]: d for d in store.list_centroids(with_vectors=True)}
     ids = sorted(set(vecs["onnx"]) & set(vecs["dlib"]))
     o = np.array([vecs["onnx"][i] for i in ids])
@@ -438,7 +443,7 @@ def bench_diff(db_onnx: Path, db_dlib: Path) -> None:
     for cid in sorted(set(sets["onnx"]) & set(sets["dlib"])):
         a, b = sets["onnx"][cid], sets["dlib"][cid]
         diff = max(
-            float(np.abs(np.array(a["vectors"][g]) - np.array(b["vectors"][g])).max())
+            float(np.abs(vectors.unpack(a["vectors"][g]) - vectors.unpack(b["vectors"][g])).max())
             for g in ("female", "male")
         )
         po = CentroidSet.from_doc(a).classify(o)  # each run's own set on its own embeddings

@@ -1,4 +1,5 @@
-"""``anfe centroids``: list, show, delete or seed the stored centroid sets; fit their age model."""
+"""``anfe centroids``: list, show, delete or seed the stored centroid sets; fit their age model;
+migrate a database of an earlier version to compact vectors."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from anfe.centroids.model.children import DEFAULT_EDGES, ROUTINGS
 from anfe.centroids.model.children import DEFAULT_METHOD as DEFAULT_CHILD_METHOD
 from anfe.centroids.model.children import METHODS as CHILD_METHODS
 from anfe.centroids.storage import shipped
-from anfe.centroids.storage.store import Store, check_uri, default_uri, describe_uri, exists
+from anfe.centroids.storage.store import (
+    Store,
+    check_uri,
+    default_uri,
+    describe_uri,
+    exists,
+    expand_centroids,
+)
 from anfe.options import add_db_option, formatter, open_store
 
 EXAMPLES_CENTROIDS = """examples:
@@ -20,6 +28,7 @@ EXAMPLES_CENTROIDS = """examples:
   anfe centroids show g_5000
   anfe centroids delete g_1000
   anfe centroids seed        # add the shipped sets the database lacks
+  anfe centroids migrate     # rewrite a database of an earlier version compactly (resumable)
   anfe centroids fit-age g_5000-mahalanobis --data ../shared/data/utkface --hold-out 0.2
       # add an age model and a child policy, fitted on the folder's faces of all ages
       # (without the benchmark's held-out side), to a stored set; its other fields stay
@@ -29,18 +38,20 @@ EXAMPLES_CENTROIDS = """examples:
 def register(sub) -> None:
     p = sub.add_parser(
         "centroids",
-        help="list, show, delete or seed the stored centroid sets; fit their age model",
+        help="list, show, delete or seed the stored centroid sets; fit their age model; migrate",
         description="The centroid sets a database holds: list them (id, mode, size, source), "
-        "show one whole as JSON, delete one, seed the sets shipped with anfe into it, or fit an "
-        "age model and child policy onto one. Nothing is created by list, show or delete.",
+        "show one whole as JSON, delete one, seed the sets shipped with anfe into it, fit an "
+        "age model and child policy onto one, or migrate a database written by an earlier "
+        "version to compact vectors. Nothing is created by list, show, delete or migrate.",
         epilog=EXAMPLES_CENTROIDS,
         formatter_class=formatter,
     )
     p.add_argument(
         "action",
-        choices=["list", "show", "delete", "seed", "fit-age"],
-        help="list the sets, show one as JSON, delete one, seed the shipped sets, or fit an age "
-        "model and child policy onto one",
+        choices=["list", "show", "delete", "seed", "fit-age", "migrate"],
+        help="list the sets, show one as JSON, delete one, seed the shipped sets, fit an age "
+        "model and child policy onto one, or migrate: rewrite the documents of an earlier "
+        "version with compact vectors (an interrupted migration loses nothing; run it again)",
     )
     p.add_argument("id", nargs="?", help="centroid set id, for show, delete and fit-age")
     g = p.add_argument_group("fit-age")
@@ -86,7 +97,7 @@ def _check_arguments(args: argparse.Namespace, defaults: dict) -> None:
     action = args.action
     if action in ("show", "delete", "fit-age") and not args.id:
         raise InvalidParameter(f"`anfe centroids {action}` needs a centroid id")
-    if action in ("list", "seed") and args.id:
+    if action in ("list", "seed", "migrate") and args.id:
         raise InvalidParameter(f"`anfe centroids {action}` takes no id, not {args.id!r}")
     if action != "fit-age":
         given = [n for n in FIT_AGE_ONLY if getattr(args, n) != defaults[n]]
@@ -99,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     _check_arguments(args, args.fit_age_defaults)
     uri = args.db or default_uri()
     check_uri(uri)  # another scheme is refused before anything else
-    if args.action in ("list", "show", "delete") and not exists(uri):
+    if args.action in ("list", "show", "delete", "migrate") and not exists(uri):
         return _no_database(args, uri)  # never created by reading it
     with open_store(args) as store:
         if args.action == "seed":
@@ -118,8 +129,15 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "fit-age":
             return _fit_age(args, store)
+        if args.action == "migrate":
+            done = store.migrate(log=lambda line: print(line, flush=True))
+            print(
+                f"migrated {describe_uri(store.uri)}: {done['centroid_sets']} centroid sets and "
+                f"{done['faces']} cached faces rewritten compactly"
+            )
+            return 0
         if args.action == "show":
-            doc = store.get_centroids(args.id)
+            doc = expand_centroids(store.get_centroids(args.id))  # JSON has no binary
             print(json.dumps({"id": doc.pop("_id"), **doc}, indent=2))  # `id`, as HTTP says
             return 0
         if not store.delete_centroids(args.id):
@@ -150,6 +168,9 @@ def _no_database(args: argparse.Namespace, uri: str) -> int:
     where = describe_uri(uri)
     if args.action == "list":
         print(f"no centroid sets: {where} does not exist; {_seed_hint(args)}")
+        return 0
+    if args.action == "migrate":
+        print(f"nothing to migrate: {where} does not exist")
         return 0
     raise CentroidsNotFound(
         f"no centroid set with id {args.id!r}: {where} does not exist; {_seed_hint(args)}"

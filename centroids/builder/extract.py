@@ -30,6 +30,7 @@ from anfe.centroids.builder.workers import (
     run_batches,
 )
 from anfe.centroids.imaging import formats
+from anfe.centroids.storage.embedding_chunks import CachedFaces
 from anfe.centroids.storage.store import Store
 from anfe.centroids.vision.settings import EmbeddingSettings
 
@@ -43,7 +44,7 @@ def embed_paths(
     jobs: int | None = None,
     progress: bool = True,
     desc: str = "embedding",
-    cache: dict[str, Embedded] | None = None,
+    cache: Cache | None = None,
     dask: str | None = None,
 ) -> list[Embedded]:
     """Embed every image in ``paths``; return one :class:`Embedded` per path, in order.
@@ -60,7 +61,7 @@ def embed_paths(
     """
     key = settings.key()
     if cache is None:
-        cache = load_cache(store, settings) if store is not None else {}
+        cache = load_cache(store, settings) if store is not None else Cache()
     jobs = jobs or default_jobs()
     results: list[Embedded | None] = [None] * len(paths)
     pending: dict[str, list[int]] = {}
@@ -70,7 +71,8 @@ def embed_paths(
         """The images still to embed, read lazily; cache hits are filled in on the way."""
         for i, path in enumerate(paths):
             try:
-                data = Path(path).read_bytes()
+                with open(path, "rb") as fh:  # not Path(path): parsing it again cost more
+                    data = fh.read()
             except OSError:
                 results[i] = Embedded(sha256="", faces_found=0, error="file_unreadable")
                 bar.update()
@@ -101,11 +103,39 @@ def embed_paths(
     return results  # type: ignore[return-value]
 
 
-def load_cache(store: Store, settings: EmbeddingSettings) -> dict[str, Embedded]:
-    """Every cached embedding for these settings, by image hash."""
-    return {
-        sha: Embedded.from_doc(doc) for sha, doc in store.cached_embeddings(settings.key()).items()
-    }
+class Cache:
+    """The embedding cache of one setting, in memory: what the database held when read, as one
+    float32 matrix (:class:`~centroids.embedding_chunks.CachedFaces`), and what this run added.
+
+    ``cache[sha]`` is an :class:`Embedded` whose vector is a view of its row, made when asked
+    for: the cache holds no per-face Python objects for the faces it read.
+    """
+
+    def __init__(self, stored: CachedFaces | None = None) -> None:
+        self.stored = stored if stored is not None else CachedFaces()
+        self.added: dict[str, Embedded] = {}
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self.added or sha in self.stored
+
+    def __getitem__(self, sha: str) -> Embedded:
+        if sha in self.added:
+            return self.added[sha]
+        if sha not in self.stored:
+            raise KeyError(sha)
+        face = self.stored.face(sha)
+        return Embedded(sha, face["faces_found"], face["vector"], face["box"], face["error"])
+
+    def __setitem__(self, sha: str, emb: Embedded) -> None:
+        self.added[sha] = emb
+
+    def __len__(self) -> int:
+        return len(self.stored) + sum(sha not in self.stored for sha in self.added)
+
+
+def load_cache(store: Store, settings: EmbeddingSettings) -> Cache:
+    """Every cached embedding for these settings, read in one query (:meth:`Store.load_embeddings`)."""
+    return Cache(store.load_embeddings(settings.key()))
 
 
 def _run(

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from anfe.centroids.builder import datasets
-from anfe.centroids.builder.extract import Embedded, embed_paths, load_cache
+from anfe.centroids.builder.extract import Cache, Embedded, embed_paths, load_cache
 from anfe.centroids.errors import InvalidParameter
 from anfe.centroids.model.centroid_set import GENDERS, MODES, CentroidSet
+from anfe.centroids.storage.embedding_chunks import release_freed_memory
 from anfe.centroids.storage.store import Store
 from anfe.centroids.vision.settings import EmbeddingSettings
 
@@ -92,6 +93,13 @@ class Sample:
     vectors: list[np.ndarray] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
 
+    def matrix(self) -> np.ndarray:
+        """The embeddings as one float32 matrix (n, 128), in draw order: the set of size N is
+        its first N rows (a view, not a copy)."""
+        if not self.vectors:
+            return np.zeros((0, 128), dtype=np.float32)
+        return np.stack(self.vectors).astype(np.float32, copy=False)
+
 
 def draw_order(
     items: list[datasets.Item], seed: int, gender: str, balance_by: str | None = None
@@ -142,7 +150,7 @@ def sample(
     cursor = {g: 0 for g in GENDERS}
     out = {g: Sample() for g in GENDERS}
     report.tally = {g: GenderTally() for g in GENDERS}
-    cache = load_cache(store, settings) if store is not None else {}
+    cache = load_cache(store, settings) if store is not None else Cache()
     while True:
         wave: list[tuple[str, datasets.Item]] = []
         for g in GENDERS:
@@ -250,6 +258,11 @@ def build(
         dask=dask,
         balance_by=spec.balance_by,
     )
+    # each gender's embeddings held once; every size takes its first rows
+    held = {g: drawn[g].matrix() for g in GENDERS}
+    for g in GENDERS:
+        drawn[g].vectors = []  # views of the cache read from the database, now let go
+    release_freed_memory()
     for n in sizes:
         short = [g for g in GENDERS if len(drawn[g].items) < n]
         if short:
@@ -277,8 +290,8 @@ def build(
                 continue
             cs = CentroidSet.from_embeddings(
                 cid,
-                np.stack(drawn["female"].vectors[:n]),
-                np.stack(drawn["male"].vectors[:n]),
+                held["female"][:n],
+                held["male"][:n],
                 embedding=settings.describe(),
                 source=source,
                 seed=spec.seed,

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from anfe.centroids import vectors
 from anfe.centroids.cpus import usable_cpus
 from anfe.centroids.errors import AnfeError
 from anfe.centroids.imaging import decoding
@@ -36,12 +37,12 @@ from anfe.centroids.vision import encoders, faces
 from anfe.centroids.vision.settings import EmbeddingSettings
 
 BATCH_IMAGES = 8  # images per task sent to a worker
-WRITE_EVERY = 64  # results per database write
+WRITE_EVERY = 64  # results per database write (one chunk document)
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass
+@dataclass(slots=True)
 class Embedded:
     """What one image gave: its hash, how many faces, the embedding if exactly one."""
 
@@ -57,23 +58,27 @@ class Embedded:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Embedded:
+        """A cached face, as :meth:`Store.cached_embeddings` gives it (or a one-face document
+        of an earlier version)."""
         vec = doc.get("vector")
         box = doc.get("box")
         return cls(
             sha256=doc["_id"].split(":", 1)[0],
             faces_found=int(doc.get("faces_found", 0)),
-            vector=None if vec is None else np.asarray(vec, dtype=np.float64),
+            vector=None if vec is None else vectors.unpack(vec, np.float32),
             box=None if box is None else tuple(box),
             error=doc.get("error"),
         )
 
     def to_doc(self, settings_key: str, label: str | None, path: str) -> dict[str, Any]:
+        """This face as a one-face entry for :meth:`Store.put_embeddings` (which stores entries
+        in chunks); the vector as float32, as the encoder computed it."""
         return {
             "_id": embedding_id(self.sha256, settings_key),
             "settings": settings_key,
             "label": label,
             "path": path,
-            "vector": None if self.vector is None else [float(v) for v in self.vector],
+            "vector": None if self.vector is None else np.asarray(self.vector, dtype=np.float32),
             "box": None if self.box is None else [int(v) for v in self.box],
             "faces_found": self.faces_found,
             "error": self.error,
@@ -99,8 +104,11 @@ def embed_batch(batch: list[tuple[str, bytes]], settings: EmbeddingSettings) -> 
             out[-1].box = boxes[0]
             chips.append(faces.chips(image, boxes, settings.model))
     if chips:
-        vectors = faces.encode_chips(np.concatenate(chips), settings.jitters, settings.encoder)
-        for emb, vector in zip((e for e in out if e.box is not None), vectors, strict=True):
+        # float32, as the encoder computes them (its float64 output holds float32 values)
+        found = faces.encode_chips(
+            np.concatenate(chips), settings.jitters, settings.encoder
+        ).astype(np.float32)
+        for emb, vector in zip((e for e in out if e.box is not None), found, strict=True):
             emb.vector = vector
     return out
 

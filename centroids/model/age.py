@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from anfe.centroids import vectors
 from anfe.centroids.errors import InvalidParameter
 
 AGE_BANDS = ((0, 3), (4, 12), (13, 17), (18, None))  # the bands the error is reported in
@@ -156,13 +157,13 @@ class AgeModel:
         return self._estimates((x - self.mean) @ self.weights + self.intercept)
 
     def to_doc(self) -> dict[str, Any]:
-        """The ``age`` field of a centroid document."""
+        """The ``age`` field of a centroid document (mean and weights packed as float32)."""
         return {
             "method": "ridge",
             "target": self.target,
             "alpha": self.alpha,
-            "mean": self.mean.tolist(),
-            "weights": self.weights.tolist(),
+            "mean": vectors.pack(self.mean),
+            "weights": vectors.pack(self.weights),
             "intercept": self.intercept,
             "interval": {
                 "coverage": self.coverage,
@@ -180,8 +181,8 @@ class AgeModel:
     def from_doc(cls, doc: dict[str, Any]) -> AgeModel:
         interval = doc.get("interval", {})
         model = cls(
-            mean=np.asarray(doc["mean"], dtype=np.float64),
-            weights=np.asarray(doc["weights"], dtype=np.float64),
+            mean=vectors.unpack(doc["mean"]),
+            weights=vectors.unpack(doc["weights"]),
             intercept=float(doc["intercept"]),
             target=str(doc.get("target", "sqrt")),
             alpha=float(doc.get("alpha", DEFAULT_ALPHA)),

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from anfe.centroids import vectors
 from anfe.centroids.errors import InvalidParameter
 from anfe.centroids.model.age import AgeEstimates, AgeModel
 from anfe.centroids.model.calibration import (
@@ -102,8 +103,9 @@ class CentroidSet:
         params: dict[str, Any] | None = None,
     ) -> CentroidSet:
         """Fit a set of the given mode; fit calibration and working range by cross-fitting."""
-        female = _as_matrix(female)
-        male = _as_matrix(male)
+        # float32 embeddings (the cache's) stay float32, not copied: every sum is taken in float64
+        female = _as_matrix(female, keep_float32=True)
+        male = _as_matrix(male, keep_float32=True)
         if len(female) == 0 or len(male) == 0:
             raise InvalidParameter("a centroid set needs embeddings of both genders")
         cs = fit_set(cid, female, male, mode, params or {}, seed)
@@ -162,13 +164,14 @@ class CentroidSet:
         return preds
 
     def to_doc(self) -> dict[str, Any]:
-        """The database document (DESIGN.md, ``centroids`` collection)."""
+        """The database document (DESIGN.md, ``centroids`` collection), its vectors packed as
+        float32 (:mod:`centroids.vectors`)."""
         doc = {
             "_id": self.id,
             "per_gender": self.per_gender,
             "mode": self.mode,
             "params": dict(self.params),
-            "vectors": {"female": self.female.tolist(), "male": self.male.tolist()},
+            "vectors": {"female": vectors.pack(self.female), "male": vectors.pack(self.male)},
             "counts": dict(self.counts),
             "embedding": dict(self.embedding),
             "source": dict(self.source),
@@ -177,10 +180,10 @@ class CentroidSet:
             "created_at": self.created_at,
         }
         if self.prototypes is not None:
-            doc["prototypes"] = {g: self.prototypes[g].tolist() for g in GENDERS}
+            doc["prototypes"] = {g: vectors.pack(self.prototypes[g]) for g in GENDERS}
             doc["prototype_counts"] = dict(self.prototype_counts or {})
         if self.whitening is not None:
-            doc["whitening"] = self.whitening.tolist()
+            doc["whitening"] = vectors.pack(self.whitening)
         if self.age is not None:
             doc["age"] = self.age.to_doc()
         if self.children is not None:
@@ -189,9 +192,10 @@ class CentroidSet:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> CentroidSet:
-        vectors = doc["vectors"]
-        female = np.asarray(vectors["female"], dtype=np.float64)
-        male = np.asarray(vectors["male"], dtype=np.float64)
+        """The set of a stored document, its vectors packed or (earlier versions, the shipped
+        JSON sets) lists of floats."""
+        female = vectors.unpack(doc["vectors"]["female"])
+        male = vectors.unpack(doc["vectors"]["male"])
         if female.shape != (128,) or male.shape != (128,):
             raise InvalidParameter(f"centroid set {doc.get('_id')!r} does not hold 128-d vectors")
         return cls(
@@ -207,21 +211,26 @@ class CentroidSet:
             mode=str(doc.get("mode", "centroid")),
             params=dict(doc.get("params", {})),
             prototypes=(
-                {g: np.asarray(doc["prototypes"][g], dtype=np.float64) for g in GENDERS}
+                {g: vectors.unpack(doc["prototypes"][g], columns=128) for g in GENDERS}
                 if doc.get("prototypes")
                 else None
             ),
             prototype_counts=doc.get("prototype_counts"),
             whitening=(
-                np.asarray(doc["whitening"], dtype=np.float64) if doc.get("whitening") else None
+                vectors.unpack(doc["whitening"], columns=128)
+                if doc.get("whitening") is not None
+                else None
             ),
             age=AgeModel.from_doc(doc["age"]) if doc.get("age") else None,
             children=_children_from_doc(doc.get("children")),
         )
 
 
-def _as_matrix(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+def _as_matrix(x: np.ndarray, keep_float32: bool = False) -> np.ndarray:
+    """``x`` as a float64 matrix (n, 128); with ``keep_float32`` a float32 one stays as it is."""
+    x = np.asarray(x)
+    if not (keep_float32 and x.dtype == np.float32):
+        x = x.astype(np.float64, copy=False)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or (x.size and x.shape[1] != 128):
@@ -237,8 +246,8 @@ def fit_set(
         raise InvalidParameter(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     cs = CentroidSet(
         id=cid,
-        female=female.mean(axis=0),
-        male=male.mean(axis=0),
+        female=female.mean(axis=0, dtype=np.float64),
+        male=male.mean(axis=0, dtype=np.float64),
         counts={"female": len(female), "male": len(male)},
         mode=mode,
     )
@@ -262,7 +271,9 @@ def _whitening(female: np.ndarray, male: np.ndarray, shrinkage: Any) -> tuple[np
     """W with W^T W = inverse of the pooled within-gender covariance (shrunk for stability)."""
     from sklearn.covariance import LedoitWolf, shrunk_covariance
 
-    centred = np.vstack([female - female.mean(axis=0), male - male.mean(axis=0)])
+    centred = np.vstack(
+        [female - female.mean(axis=0, dtype=np.float64), male - male.mean(axis=0, dtype=np.float64)]
+    )
     if shrinkage == "ledoit-wolf":
         lw = LedoitWolf(assume_centered=True).fit(centred)
         cov, value = lw.covariance_, float(lw.shrinkage_)
@@ -283,10 +294,10 @@ def _kmeans(
     from sklearn.cluster import KMeans
 
     k = min(k, len(x))
-    space = x if whitening is None else x @ whitening.T
+    space = np.asarray(x, dtype=np.float64) if whitening is None else x @ whitening.T
     km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(space)
     labels = km.labels_
-    protos = np.stack([x[labels == j].mean(axis=0) for j in range(k)])
+    protos = np.stack([x[labels == j].mean(axis=0, dtype=np.float64) for j in range(k)])
     return protos, [int((labels == j).sum()) for j in range(k)]
 
 

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from anfe.centroids import vectors
 from anfe.centroids.errors import InvalidParameter
 from anfe.centroids.model.calibration import sigmoid
 
@@ -155,7 +156,7 @@ class Router:
         return {
             "method": "logistic",
             "edges": list(self.edges),
-            "weights": self.weights.tolist(),
+            "weights": vectors.pack(self.weights),
             "intercepts": self.intercepts.tolist(),
             "adult_confidence": self.adult_confidence,
             "young_confidence": self.young_confidence,
@@ -167,7 +168,7 @@ class Router:
     def from_doc(cls, doc: dict[str, Any]) -> Router:
         router = cls(
             edges=[float(e) for e in doc["edges"]],
-            weights=np.asarray(doc["weights"], dtype=np.float64),
+            weights=vectors.unpack(doc["weights"], columns=128),
             intercepts=np.asarray(doc["intercepts"], dtype=np.float64),
             adult_confidence=float(doc.get("adult_confidence", DEFAULT_ADULT_CONFIDENCE)),
             young_confidence=(

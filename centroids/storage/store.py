@@ -25,18 +25,24 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+from bson.binary import Binary
 
+from anfe.centroids import vectors
 from anfe.centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
+from anfe.centroids.storage import embedding_chunks
+from anfe.centroids.storage.embedding_chunks import CachedFaces
 
 DEFAULT_DB = ".anfe/db"
 DB_NAME = "anfe"
 CENTROID_ID = re.compile(r"^g_[0-9]+(-[a-z0-9_-]+)?$")
 _MONTY_LOCK = threading.Lock()
+MIGRATE_BATCH = 4 * embedding_chunks.CHUNK  # one-face documents rewritten per write
 URI_SCHEMES = ("mongodb://", "mongodb+srv://", "montydb://")
 
 
@@ -109,6 +115,7 @@ class Store:
         check_uri(self.uri)
         self.kind = db_kind(self.uri)
         self.read_only = False
+        self._indexed = False
         self._snapshot: ReadOnlySnapshot | None = None
         try:
             if self.kind == "mongodb":
@@ -186,7 +193,8 @@ class Store:
     def put_centroids(self, doc: dict[str, Any]) -> None:
         """Write one whole centroid document atomically (insert or replace).
 
-        The stored copy carries ``revision``: :func:`centroid_revision` of ``doc`` (``doc`` itself
+        Its vectors are stored packed as float32 (:func:`compact_centroids`; lists of floats, as
+        the shipped JSON sets hold them, are packed on the way). The stored copy also carries ``revision``: :func:`centroid_revision` of ``doc`` (``doc`` itself
         is left as it is). Every write stamps it, so a rewrite that keeps ``created_at`` (``anfe
         centroids fit-age``, a re-seeded shipped set) still changes :meth:`centroids_version`.
         """
@@ -194,6 +202,7 @@ class Store:
         if not CENTROID_ID.match(cid):
             raise InvalidParameter(f"centroid id {cid!r} is not of the form g_N or g_N-mode")
         self._writable()
+        doc = compact_centroids(doc)
         stamped = {**doc, "revision": centroid_revision(doc)}
         self._call(lambda: self.centroids.replace_one({"_id": cid}, stamped, upsert=True))
 
@@ -241,33 +250,33 @@ class Store:
 
     # -- embeddings -----------------------------------------------------------------------------
 
-    def cached_embeddings(self, settings_key: str) -> dict[str, dict[str, Any]]:
-        """All cached embedding documents made with ``settings_key``, by image sha256."""
-        suffix = ":" + settings_key
-        out = {}
-        for doc in self._call(lambda: list(self.embeddings.find({"settings": settings_key}))):
-            if doc["_id"].endswith(suffix):
-                out[doc["_id"][: -len(suffix)]] = doc
-        return out
-
     def put_embeddings(self, docs: Iterable[dict[str, Any]]) -> int:
-        """Insert new embedding documents in one batch, skipping ids already stored."""
-        docs = list(docs)
-        if not docs:
+        """Store one-face entries (``Embedded.to_doc``) as chunk documents, in one unordered batch.
+
+        A chunk already stored (the same faces written again) is kept, not doubled. Returns how
+        many faces the written chunks hold. See :mod:`centroids.embedding_chunks`.
+        """
+        chunks = embedding_chunks.chunk_documents(docs)
+        if not chunks:
             return 0
         self._writable()
 
         def write() -> int:
+            if self.kind == "mongodb" and not self._indexed:
+                # one face by its image hash (find_embedding); montydb has no indexes
+                self.embeddings.create_index([("hashes", 1), ("settings", 1)])
+                self._indexed = True
             try:
-                return len(self.embeddings.insert_many(docs, ordered=False).inserted_ids)
-            except Exception as exc:  # duplicate ids from a concurrent writer: keep theirs
+                self.embeddings.insert_many(chunks, ordered=False)
+                return sum(c["count"] for c in chunks)
+            except Exception as exc:  # a chunk stored already: keep it, write the others
                 if not _is_duplicate(exc):
                     raise
                 written = 0
-                for d in docs:
+                for c in chunks:
                     try:
-                        self.embeddings.insert_one(d)
-                        written += 1
+                        self.embeddings.insert_one(c)
+                        written += c["count"]
                     except Exception as inner:
                         if not _is_duplicate(inner):
                             raise
@@ -275,28 +284,219 @@ class Store:
 
         return self._call(write)
 
+    def load_embeddings(self, settings_key: str) -> CachedFaces:
+        """Every cached face made with ``settings_key``, each once, read in one query that returns
+        only what a build needs, straight into one float32 matrix (:class:`CachedFaces`)."""
+
+        def load() -> CachedFaces:
+            cursor = self.embeddings.find({"settings": settings_key}, embedding_chunks.LOAD_FIELDS)
+            try:
+                return embedding_chunks.load(cursor)
+            finally:
+                cursor.close()  # montydb's cursor holds every decoded document until closed
+
+        faces = self._call(load)
+        embedding_chunks.release_freed_memory()
+        return faces
+
+    def cached_embeddings(self, settings_key: str) -> dict[str, dict[str, Any]]:
+        """Every cached face made with ``settings_key`` as a one-face record
+        (:func:`centroids.embedding_chunks.records`), by image sha256: for looking at the cache
+        (a build reads :meth:`load_embeddings`)."""
+        docs = self._call(lambda: list(self.embeddings.find({"settings": settings_key})))
+        return {r["_id"].split(":", 1)[0]: r for r in embedding_chunks.records(docs)}
+
+    def find_embedding(self, sha256: str, settings_key: str) -> dict[str, Any] | None:
+        """One cached face by its image hash, as a record of :meth:`cached_embeddings`, or None.
+
+        On MongoDB the index on ``hashes`` answers it; montydb scans (as for any query).
+        """
+
+        def find() -> dict[str, Any] | None:
+            doc = self.embeddings.find_one({"settings": settings_key, "hashes": sha256})
+            if doc is None:  # written by an earlier version, one document per face
+                doc = self.embeddings.find_one({"_id": embedding_id(sha256, settings_key)})
+            if doc is None:
+                return None
+            return next(r for r in embedding_chunks.records([doc]) if r["_id"].startswith(sha256))
+
+        return self._call(find)
+
     def count_embeddings(self) -> int:
-        return self._call(lambda: self.embeddings.count_documents({}))
+        """How many faces the cache holds, over every setting (each face once)."""
+
+        def count() -> int:
+            seen: set[tuple[str, str]] = set()
+            for doc in self.embeddings.find({}, {"settings": 1, "hashes": 1}):
+                key = doc.get("settings", "")
+                if "hashes" in doc:
+                    seen.update((key, sha) for sha in doc["hashes"])
+                else:
+                    seen.add((key, doc["_id"].split(":", 1)[0]))
+            return len(seen)
+
+        return self._call(count)
+
+    # -- migration ------------------------------------------------------------------------------
+
+    def migrate(self, log: Callable[[str], None] = lambda _line: None) -> dict[str, int]:
+        """Rewrite documents of earlier versions compactly; return how many of each were rewritten.
+
+        Centroid sets: each set is replaced, in one write, by the same document with its vectors
+        packed (:func:`compact_centroids`). Cached faces: the one-face documents are written again
+        as chunks, and only once every one of them is in a chunk are they deleted (one query).
+        An interruption at any point loses nothing: every face is in its old document, its
+        chunk, or both (read once), and a rerun carries on. Run it while no build of an earlier
+        version writes to this database.
+        """
+        self._writable()
+        sets = 0
+        for doc in self._call(lambda: list(self.centroids.find({}))):
+            if not is_compact(doc):
+                self.put_centroids(doc)
+                sets += 1
+        log(f"centroid sets rewritten: {sets}")
+        chunked: set[tuple[str, str]] = set()
+        for doc in self._call(
+            lambda: list(
+                self.embeddings.find({"hashes": {"$exists": True}}, {"settings": 1, "hashes": 1})
+            )
+        ):
+            chunked.update((doc["settings"], sha) for sha in doc["hashes"])
+        pending: list[dict[str, Any]] = []
+        settings: set[str] = set()
+        faces = 0
+        old = self._call(lambda: self.embeddings.find({"hashes": {"$exists": False}}))
+        for doc in old:
+            settings.add(doc["settings"])
+            if (doc["settings"], doc["_id"].split(":", 1)[0]) in chunked:
+                continue
+            pending.append(doc)
+            if len(pending) >= MIGRATE_BATCH:
+                faces += self.put_embeddings(pending)
+                pending = []
+                log(f"cached faces rewritten as chunks: {faces}")
+        faces += self.put_embeddings(pending)
+        if settings:
+            gone = self._call(
+                lambda: (
+                    self.embeddings.delete_many(
+                        {"hashes": {"$exists": False}, "settings": {"$in": sorted(settings)}}
+                    ).deleted_count
+                )
+            )
+            log(f"cached faces rewritten as chunks: {faces}; one-face documents removed: {gone}")
+        return {"centroid_sets": sets, "faces": faces}
+
+
+# The vector fields of a centroid document, as paths of keys; those marked "rows" are matrices of
+# 128-d rows (stored flat). ``children.reference`` is a centroid document of its own (its
+# ``vectors``, ``prototypes`` and ``whitening``).
+_SET_ARRAYS = (
+    ("vectors", "female"),
+    ("vectors", "male"),
+    ("prototypes", "female"),
+    ("prototypes", "male"),
+    ("whitening",),
+)
+CENTROID_ARRAYS = (
+    *_SET_ARRAYS,
+    ("age", "mean"),
+    ("age", "weights"),
+    ("children", "router", "weights"),
+    *(("children", "reference", *path) for path in _SET_ARRAYS),
+)
+
+
+def compact_centroids(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` with every vector of :data:`CENTROID_ARRAYS` as a float32 BSON vector
+    (:func:`centroids.vectors.pack`): lists of floats packed, montydb's bytes of a packed vector
+    given back their BSON subtype. The dicts on those paths are copied; ``doc`` is not changed."""
+    out = doc
+    for path in CENTROID_ARRAYS:
+        value = _get(out, path)
+        if value is None or isinstance(value, Binary):
+            continue
+        out = _copy_path(out, path)
+        if vectors.is_packed(value):
+            _set(out, path, Binary(value, vectors.VECTOR_SUBTYPE))
+        else:
+            _set(out, path, vectors.pack(vectors.unpack(value, np.float32)))
+    return out
+
+
+def expand_centroids(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` with every vector of :data:`CENTROID_ARRAYS` as a list of floats (a
+    matrix as a list of 128-d rows), as earlier versions stored it: for JSON, which has no
+    binary. ``doc`` is not changed."""
+    out = doc
+    for path in CENTROID_ARRAYS:
+        value = _get(out, path)
+        if value is None or not vectors.is_packed(value):
+            continue
+        out = _copy_path(out, path)
+        rows = path[-2:] == ("router", "weights") or path[-1] == "whitening" or "prototypes" in path
+        _set(out, path, vectors.unpack(value, columns=128 if rows else None).tolist())
+    return out
+
+
+def is_compact(doc: dict[str, Any]) -> bool:
+    """Whether every vector of the centroid document ``doc`` is packed (none is a list)."""
+    return all(
+        value is None or vectors.is_packed(value)
+        for value in (_get(doc, path) for path in CENTROID_ARRAYS)
+    )
+
+
+def _get(doc: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+def _copy_path(doc: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``doc`` sharing everything but the dicts along ``path``."""
+    out = dict(doc)
+    node = out
+    for key in path[:-1]:
+        node[key] = dict(node[key])
+        node = node[key]
+    return out
+
+
+def _set(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
 
 
 def without_arrays(doc: dict[str, Any]) -> dict[str, Any]:
-    """A centroid document without its arrays (vectors, whitening, the age model's weights...)."""
+    """A centroid document without its arrays (vectors, whitening, the age model's weights...),
+    ready for JSON: what remains of them (the children's router) as lists, as always listed."""
     out = {k: v for k, v in doc.items() if k not in ("vectors", "prototypes", "whitening")}
     for key, arrays in (("age", ("mean", "weights")), ("children", ("reference",))):
         if isinstance(out.get(key), dict):
             out[key] = {k: v for k, v in out[key].items() if k not in arrays}
-    return out
+    return expand_centroids(out)
 
 
 def centroid_revision(doc: dict[str, Any]) -> str:
     """SHA-256 (hex) of a centroid document's fields but ``revision``, as JSON with sorted keys.
 
-    Equal for equal content whatever the key order, so writing a set again unchanged keeps its
-    revision; any changed field (a vector, the age model, ``created_at``) changes it.
+    Taken of the stored form (vectors packed as float32, :func:`compact_centroids`) and equal for
+    equal content whatever the key order, so writing a set again unchanged keeps its revision; any changed field (a vector, the age model, ``created_at``) changes it.
     """
-    content = {k: v for k, v in doc.items() if k != "revision"}
-    text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
+    content = compact_centroids({k: v for k, v in doc.items() if k != "revision"})
+    text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=_stamp_form)
     return hashlib.sha256(text).hexdigest()
+
+
+def _stamp_form(value: Any) -> str:
+    """How :func:`centroid_revision` writes what JSON has no form for: bytes (a packed vector)
+    in hex, anything else by ``str``."""
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def embedding_id(sha256: str, settings_key: str) -> str:

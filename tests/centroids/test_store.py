@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from anfe.centroids import vectors
 from anfe.centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
 from anfe.centroids.storage.store import Store, centroid_revision
 
@@ -26,7 +28,8 @@ def test_centroid_round_trip_survives_reopening(db_uri):
         s.put_centroids(_doc("g_10", 0.25))
     with Store(db_uri) as s:
         doc = s.get_centroids("g_10")
-        assert doc["vectors"]["female"] == [0.25] * 128
+        assert vectors.is_packed(doc["vectors"]["female"])  # stored as float32
+        assert vectors.unpack(doc["vectors"]["female"]).tolist() == [0.25] * 128
         assert [d["_id"] for d in s.list_centroids()] == ["g_10"]
         assert "vectors" not in s.list_centroids()[0]
         assert "vectors" in s.list_centroids(with_vectors=True)[0]
@@ -36,7 +39,7 @@ def test_replacing_a_set_keeps_one_document(store):
     store.put_centroids(_doc("g_10", 0.1))
     store.put_centroids(_doc("g_10", 0.2))
     assert store.centroids.count_documents({}) == 1
-    assert store.get_centroids("g_10")["vectors"]["male"][0] == -0.2
+    assert vectors.unpack(store.get_centroids("g_10")["vectors"]["male"])[0] == np.float32(-0.2)
 
 
 def test_unknown_id_raises_not_found(store):
@@ -85,16 +88,23 @@ def test_writing_a_set_again_unchanged_keeps_its_version_and_the_callers_documen
     assert store.get_centroids("g_20")["revision"] == centroid_revision(doc)
 
 
-def test_embedding_cache_round_trip_and_duplicate_ids_are_kept_once(store):
+def test_embedding_cache_round_trip_keeps_each_face_once(store):
     docs = [
         {"_id": f"{i:064x}:k", "settings": "k", "vector": [float(i)] * 128, "faces_found": 1}
         for i in range(5)
     ]
     assert store.put_embeddings(docs) == 5
-    assert store.put_embeddings(docs[:2] + [{**docs[0], "_id": f"{9:064x}:k"}]) == 1
-    assert store.count_embeddings() == 6
+    assert store.put_embeddings(docs) == 0  # the same chunk again: stored once
+    assert store.put_embeddings(docs[:2] + [{**docs[0], "_id": f"{9:064x}:k"}]) == 3
+    assert store.count_embeddings() == 6  # faces 0 and 1 are in two chunks, counted once
     cached = store.cached_embeddings("k")
     assert set(cached) == {f"{i:064x}" for i in (0, 1, 2, 3, 4, 9)}
+    assert cached[f"{3:064x}"]["vector"].tolist() == [3.0] * 128
+    loaded = store.load_embeddings("k")
+    assert len(loaded) == 6 and loaded.vectors.dtype == np.float32
+    assert loaded.face(f"{9:064x}")["vector"].tolist() == [0.0] * 128
+    assert store.find_embedding(f"{4:064x}", "k")["vector"].tolist() == [4.0] * 128
+    assert store.find_embedding(f"{4:064x}", "other") is None
     assert store.cached_embeddings("other") == {}
 
 
@@ -128,10 +138,12 @@ def test_reader_never_sees_a_partial_centroid_document(db_uri):
     with Store(db_uri) as s:
         while proc.is_alive() or not seen:
             doc = s.centroids.find_one({"_id": "g_50"})
-            value = doc["vectors"]["female"][0]
-            assert len(doc["vectors"]["female"]) == 128 and len(doc["vectors"]["male"]) == 128
-            assert doc["vectors"]["female"] == [value] * 128
-            assert doc["vectors"]["male"] == [-value] * 128
+            female = vectors.unpack(doc["vectors"]["female"]).tolist()
+            male = vectors.unpack(doc["vectors"]["male"]).tolist()
+            value = female[0]
+            assert len(female) == 128 and len(male) == 128
+            assert female == [value] * 128
+            assert male == [-value] * 128
             assert doc["per_gender"] == 49 + int(
                 value
             )  # counts match the vectors written with them
