@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +50,29 @@ class Item:
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
-def _images_under(folder: Path) -> list[Path]:
-    out = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).parts
-        if any(part.startswith(("_", ".")) for part in rel):
-            continue
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-            out.append(p)
+def _images_under(folder: Path) -> list[tuple[Path, str | None]]:
+    """Every image file under ``folder`` (not under a ``_`` or ``.`` folder), with the name of
+    the first-level sub-folder it is in (None directly under ``folder``).
+
+    Walked with :func:`os.scandir` on strings (the entry types come with the listing): a
+    ``Path`` and a ``stat`` per directory entry (``rglob``, ``relative_to``, ``is_file``) cost
+    most of a fully cached build of 100k images.
+    """
+    out: list[tuple[Path, str | None]] = []
+
+    def walk(here: str, person: str | None) -> None:
+        with os.scandir(here) as entries:
+            for entry in entries:
+                if entry.name.startswith(("_", ".")):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, entry.name if person is None else person)
+                elif (
+                    os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file()
+                ):  # a file, or a link to one
+                    out.append((Path(entry.path), person))
+
+    walk(str(folder), None)
     return out
 
 
@@ -83,9 +99,7 @@ def read_dataset(root: str | Path) -> list[Item]:
         gender = GENDER_FOLDERS.get(folder.name.lower())
         if gender is None:
             continue
-        for path in _images_under(folder):
-            rel = path.relative_to(folder).parts
-            person = rel[0] if len(rel) > 1 else None
+        for path, person in _images_under(folder):
             items.append(Item(path=path, gender=gender, person=person))
     labels = read_labels(root)
     if labels:
