@@ -75,9 +75,14 @@ def _api() -> dict:
     return {k: importlib.import_module(v) for k, v in names.items()}
 
 
-def measure(n: int, work: Path) -> dict:
-    """Run every step in this process; return its figures."""
+def measure(n: int, work: Path, chunk: int | None = None) -> dict:
+    """Run every step in this process; return its figures. ``chunk``: faces per cache document
+    (this checkout's code only; 1 stores one face per document, as earlier versions did)."""
     api = _api()
+    if chunk:
+        from anfe.centroids.storage import embedding_chunks
+
+        embedding_chunks.CHUNK = chunk
     Store, build_mod, workers = api["store"].Store, api["build"], api["workers"]
     settings = api["settings"].EmbeddingSettings(cropped=True)
     key = settings.key()
@@ -199,7 +204,7 @@ def real_build(crops: int, work: Path) -> dict:
     }
 
 
-def run(n: int, work: Path, tree: Path | None) -> dict:
+def run(n: int, work: Path, tree: Path | None, chunk: int | None = None) -> dict:
     """:func:`measure` in a fresh process, on the exported revision ``tree`` or this checkout."""
     env = dict(os.environ)
     if tree is not None:
@@ -208,6 +213,7 @@ def run(n: int, work: Path, tree: Path | None) -> dict:
         env.pop("PYTHONPATH", None)
     work.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, __file__, "--per-gender", str(n), "--workdir", str(work), "--measure"]
+    cmd += ["--chunk", str(chunk)] if chunk else []
     done = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"the measuring process failed:\n{done.stderr[-3000:]}")
@@ -257,6 +263,13 @@ def main() -> int:
         metavar="N",
         help="instead: build N real UTKFace crops end to end (faces/s, floor, store share)",
     )
+    ap.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="faces per cache document for this checkout (default: the store's, 256; "
+        "1 measures one face per document)",
+    )
     ap.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="anfe-bench-data-"))
@@ -284,7 +297,7 @@ def main() -> int:
         )
         return 0
     if args.measure:
-        print(json.dumps(measure(args.per_gender, work)))
+        print(json.dumps(measure(args.per_gender, work, args.chunk)))
         return 0
     print(f"machine: {common.machine()} (shared with other jobs)")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -297,7 +310,7 @@ def main() -> int:
         print(f"{args.baseline} ({t0}-{time.strftime('%H:%M:%S', time.gmtime())} UTC):")
         print(common.table(["step", "seconds", "notes"], rows_of(results["baseline"])) + "\n")
     t0 = time.strftime("%H:%M:%S", time.gmtime())
-    results["new"] = run(args.per_gender, work / "new", None)
+    results["new"] = run(args.per_gender, work / "new", None, args.chunk)
     print(f"this checkout ({t0}-{time.strftime('%H:%M:%S', time.gmtime())} UTC):")
     print(common.table(["step", "seconds", "notes"], rows_of(results["new"])))
     if "baseline" in results:

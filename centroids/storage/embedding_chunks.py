@@ -59,7 +59,9 @@ def chunk_id(settings_key: str, hashes: list[str]) -> str:
     return f"{settings_key}:{digest}"
 
 
-def chunk_documents(entries: Iterable[dict[str, Any]], size: int = CHUNK) -> list[dict[str, Any]]:
+def chunk_documents(
+    entries: Iterable[dict[str, Any]], size: int | None = None
+) -> list[dict[str, Any]]:
     """Chunk documents of the one-face ``entries`` (as ``Embedded.to_doc`` makes them: ``_id``
     ``<sha>:<settings>``, ``settings``, ``label``, ``path``, ``vector`` (any float array or
     None), ``box``, ``faces_found``, ``error``), each face once, ``size`` at most per chunk, one
@@ -69,6 +71,7 @@ def chunk_documents(entries: Iterable[dict[str, Any]], size: int = CHUNK) -> lis
         sha = e["_id"].split(":", 1)[0]
         by_settings.setdefault(e["settings"], {}).setdefault(sha, e)
     docs = []
+    size = size or CHUNK
     for key, faces in by_settings.items():
         it = iter(faces.items())
         while batch := list(islice(it, size)):
