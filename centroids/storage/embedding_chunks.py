@@ -255,15 +255,16 @@ def load(docs: Iterator[dict[str, Any]]) -> CachedFaces:
     return out
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(collect: bool = False) -> None:
     """Hand the memory freed by a bulk read back to the system, where the C library allows.
 
     montydb decodes every document of a query before returning the first, and its documents stay
-    in reference cycles until the garbage collector runs; once freed, glibc keeps most of that
-    memory in the process (between the faces kept): about 150 MiB for 100k faces.
-    ``malloc_trim`` returns it; elsewhere only the collection is done.
+    in reference cycles until the garbage collector runs (``collect``: run it first); once
+    freed, glibc keeps most of that memory in the process (between the faces kept): about
+    150 MiB for 100k faces. ``malloc_trim`` returns it; elsewhere this does nothing more.
     """
-    gc.collect()
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):

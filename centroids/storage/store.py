@@ -296,7 +296,7 @@ class Store:
                 cursor.close()  # montydb's cursor holds every decoded document until closed
 
         faces = self._call(load)
-        embedding_chunks.release_freed_memory()
+        embedding_chunks.release_freed_memory(collect=self.kind == "montydb")
         return faces
 
     def cached_embeddings(self, settings_key: str) -> dict[str, dict[str, Any]]:
