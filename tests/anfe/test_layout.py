@@ -192,7 +192,8 @@ def test_import_anfe_loads_no_model_and_touches_no_hook(tmp_path):
 
 
 # the rooms of anfe.centroids from the ground up: a room imports only rooms below it
-ROOMS = ["errors", "cpus", "imaging", "vision", "model", "storage", "answers", "predict", "builder"]
+ROOMS = ["errors", "cpus", "vectors", "imaging", "vision", "model", "storage", "answers", "predict",
+         "builder"]  # fmt: skip
 
 
 def test_a_lower_room_of_the_model_never_imports_a_higher_one():
