@@ -291,7 +291,7 @@ def main() -> int:
                     ["build / floor", r["faces_per_s"] / r["floor_faces_per_s"]],
                     ["seconds in the database (this process)", r["store_seconds"]],
                     ["share of the wall time in the database", r["store_seconds"] / r["wall"]],
-                    ["peak RSS of this process, MiB", r["peak_mib"]],
+                    ["peak RSS (this process and its workers), MiB", r["peak_mib"]],
                 ],
             )
         )
