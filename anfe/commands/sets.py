@@ -189,7 +189,7 @@ def _fit_age(args: argparse.Namespace, store: Store) -> int:
     age = fitted.age
     held = (
         "without its group"
-        if getattr(age, "fit", {}).get("held_out_by") == "group"
+        if getattr(age, "method", "ridge") == "bins" and age.fit.get("held_out_by") == "group"
         else "cross-fitted"
     )
     how = {"router": "routed by the router", "age": "routed by the estimated age",

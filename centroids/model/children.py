@@ -72,9 +72,9 @@ YOUNG_CONFIDENCE = 0.5  # the confidence given to faces likely under YOUNG_BELOW
 DEFAULT_MAX_WRONG = 0.08  # below the 10 % target, to leave room for the test faces
 ALWAYS = 2.0  # a confidence threshold no answer reaches: the band is always uncertain
 GENDER_NAMES = ("female", "male")
-ROUTINGS = ("router", "age")
+ROUTINGS = ("under13", "router", "age")  # under13: by p(under 13), readings agree when mixed
 CHILD_BELOW = 13.0  # "child" in routing by p(under 13): the child reading's band ends here
-DEFAULT_ROUTING = "router"
+DEFAULT_ROUTING = "under13"
 
 
 @dataclass
