@@ -72,6 +72,9 @@ TEEN_SURE = (0.75, 0.85, ALWAYS)  # the teenagers' rule: answers from this confi
 CHILD_SURE = (0.75, 0.8, 0.85, 0.9, 0.95, ALWAYS)  # the children's, per answer
 ADULTS_UNCERTAIN_SLACK = 0.01  # adults may become uncertain by at most 1 point more
 ADULTS_BALANCED_DROP = 0.002  # and lose at most 0.2 point of balanced accuracy
+# when no combination qualifies (children never answered), the routing with the fewest wrong
+# answers to faces under 13 among those keeping adults within this (the issue's 1.5 points)
+FALLBACK_UNCERTAIN_SLACK = 0.015
 MIN_CELL = 20  # a (group, band, gender) cell of the validation faces counts from this many faces
 SMALL_ANSWERED = 12.5  # a cell may hold max_wrong * max(answered, this) wrong answers
 
@@ -452,7 +455,8 @@ def choose_agreement(
     :data:`ADULTS_UNCERTAIN_SLACK` more and lose at most :data:`ADULTS_BALANCED_DROP` of balanced
     accuracy against the set's own answers. The one answering the most children aged 4-12 is
     kept. When none qualifies, children and teenagers are never answered and, among the routings
-    keeping the adults, the one with the fewest wrong answers to faces under 18 is kept.
+    keeping the adults within :data:`FALLBACK_UNCERTAIN_SLACK`, the one with the fewest wrong
+    answers to faces under 13 is kept (those are faces read as older).
     """
     edges = list(router.edges)
     child_band, adult_band = edges.index(CHILD_BELOW), len(edges)
@@ -519,7 +523,11 @@ def choose_agreement(
                                 given = sure & ~young
                                 wrong = given & (shown != genders)
                                 adult_unc = 1.0 - given[adult].mean()
-                                if adult_unc - base_unc > ADULTS_UNCERTAIN_SLACK:
+                                never = tf >= ALWAYS and tm >= ALWAYS and tt >= ALWAYS
+                                slack = (
+                                    FALLBACK_UNCERTAIN_SLACK if never else ADULTS_UNCERTAIN_SLACK
+                                )
+                                if adult_unc - base_unc > slack:
                                     continue
                                 if base_bal - balanced(shown) > ADULTS_BALANCED_DROP:
                                     continue
@@ -540,16 +548,25 @@ def choose_agreement(
                                     "adults_balanced_change": balanced(shown) - base_bal,
                                     "within_bounds": ok,
                                 }  # fmt: skip
+                                row["under_13_wrong_answers"] = int(
+                                    np.sum(wrong & (band <= child_band))
+                                )
+                                ok = ok and adult_unc - base_unc <= ADULTS_UNCERTAIN_SLACK
                                 if ok and (
                                     best is None
                                     or row["children_answered"] > best["children_answered"]
                                 ):
                                     best = row
-                                never = tf >= ALWAYS and tm >= ALWAYS and tt >= ALWAYS
                                 if never and (
                                     fallback is None
-                                    or row["children_wrong_answers"]
-                                    < fallback["children_wrong_answers"]
+                                    or (
+                                        row["under_13_wrong_answers"],
+                                        row["adults_uncertain_change"],
+                                    )
+                                    < (
+                                        fallback["under_13_wrong_answers"],
+                                        fallback["adults_uncertain_change"],
+                                    )
                                 ):
                                     fallback = row
     chosen = best or fallback
