@@ -373,8 +373,8 @@ def test_a_set_built_without_an_age_model_answers_every_face_with_the_default_ag
         assert mine["age"] is None and face["gender"] == mine["gender"]
         if it in babies:
             assert age["value"] < 10 and face["uncertain"]  # routed to a child band: abstains
-        else:
-            assert age["value"] > 18
+        else:  # the age bins pull adults younger (docs/results.md, "Leave one group out")
+            assert age["value"] > 15 and age["high"] > 18
 
     uri = str(tmp_path / "db")  # the service: a database holding only the built set
     with Store(training_db) as s, Store(uri) as t:
