@@ -96,8 +96,12 @@ def score(
     edge_options: list[tuple[float, ...]] | None = None,
     routings: list[str] | None = None,
     seed: int = 0,
+    train_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit on ``train`` = (embeddings, ages, genders), score on ``test``; see the module doc.
+
+    ``train_groups`` (each train face's ``race``): the routing by p(under 13) chooses its
+    thresholds leaving each group out, as the shipped default's were (without: folds).
 
     Each policy is fitted with each routing (``anfe.centroids.model.children.ROUTINGS``): the router's band,
     and the band of the estimated age (named "..., routed by age"). The row "borrowed router,
@@ -127,7 +131,7 @@ def score(
                 continue  # the shipped routing, with the shipped method only
             fitted = fit_age_and_children(
                 adult_only, x_train, a_train, g_train, method=method, edges=edges, seed=seed,
-                routing=routing,
+                routing=routing, groups=train_groups,
             )  # fmt: skip
             if routing == "under13" or age_model is None:
                 age_model = fitted.age
