@@ -84,7 +84,7 @@ def _age_model_text(m: dict[str, Any]) -> str:
 
 def _ci(x: float, ci: list[float], count: str = "") -> str:
     """``12.34 [8.00, 16.00] (5/40)``."""
-    if x != x:
+    if x is None or x != x:  # no face (NaN, or null once through results.json)
         return "-"
     return f"{_pct(x)} [{_pct(ci[0])}, {_pct(ci[1])}]" + (f" ({count})" if count else "")
 
