@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from anfe.centroids.model.age import AGE_BANDS, AgeModel, band_name, band_of
+from anfe.centroids.model.age import AGE_BANDS, AgeBins, AgeModel, band_name, band_of, covers
 from anfe.centroids.model.calibration import expected_calibration_error
 from anfe.centroids.model.centroid_set import GENDERS, CentroidSet, Predictions
 from anfe.centroids.model.children import (
@@ -33,11 +33,11 @@ from anfe.centroids.model.fit_children import fit_age_and_children
 BAND_NAMES = [band_name(b) for b in AGE_BANDS]
 
 
-def age_errors(model: AgeModel, x: np.ndarray, ages: np.ndarray) -> list[dict[str, Any]]:
+def age_errors(model: AgeModel | AgeBins, x: np.ndarray, ages: np.ndarray) -> list[dict[str, Any]]:
     """Mean absolute error, median error and interval coverage by band, then over all faces."""
     est = model.predict(x)
     err = np.abs(est.value - ages)
-    inside = (ages >= est.low) & (ages <= est.high)
+    inside = covers(est.low, est.high, ages)
     bands = band_of(ages)
     rows = []
     for name in [*BAND_NAMES, "all"]:
@@ -96,8 +96,12 @@ def score(
     edge_options: list[tuple[float, ...]] | None = None,
     routings: list[str] | None = None,
     seed: int = 0,
+    train_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit on ``train`` = (embeddings, ages, genders), score on ``test``; see the module doc.
+
+    ``train_groups`` (each train face's ``race``): the routing by p(under 13) chooses its
+    thresholds leaving each group out, as the shipped default's were (without: folds).
 
     Each policy is fitted with each routing (``anfe.centroids.model.children.ROUTINGS``): the router's band,
     and the band of the estimated age (named "..., routed by age"). The row "borrowed router,
@@ -123,12 +127,15 @@ def score(
     age_model, borrowed = None, None
     for method in methods or list(METHODS):
         for edges, routing in product(edge_options or [DEFAULT_EDGES], routings or ROUTINGS):
+            if routing == "under13" and method != DEFAULT_METHOD:
+                continue  # the shipped routing, with the shipped method only
             fitted = fit_age_and_children(
                 adult_only, x_train, a_train, g_train, method=method, edges=edges, seed=seed,
-                routing=routing,
+                routing=routing, groups=train_groups,
             )  # fmt: skip
-            age_model = fitted.age
-            routed = ", routed by age" if routing == "age" else ""
+            if routing == "under13" or age_model is None:
+                age_model = fitted.age
+            routed = {"age": ", routed by age", "under13": ", by p(under 13)"}.get(routing, "")
             policies.append(
                 {
                     "name": f"{method} < {_edges_text(edges)}{routed}",
@@ -160,7 +167,11 @@ def score(
     return {
         "train_faces": len(x_train),
         "test_faces": len(x_test),
-        "age_model": {k: v for k, v in age_model.to_doc().items() if k not in ("mean", "weights")},
+        "age_model": {
+            k: v
+            for k, v in age_model.to_doc().items()
+            if k not in ("mean", "weights", "intercepts")
+        },  # fmt: skip
         "age_errors": age_errors(age_model, x_test, a_test),
         "policies": policies,
     }

@@ -30,9 +30,7 @@ def ages_markdown(results: dict[str, Any]) -> list[str]:
         f"## Age estimate and children's answers ({a['centroid_id']})",
         "",
         f"Fitted on {a['train_faces']} faces of the train side (all ages), scored on "
-        f"{a['test_faces']} held-out faces. Age model: ridge on {m['target']}(age), alpha "
-        f"{m['alpha']:g}; cross-fitted MAE on the train side {m['held_out_mae']:.2f} years, "
-        f"{m['interval']['coverage']:.0%} interval covering {_pct(m['held_out_coverage'])} %.",
+        f"{a['test_faces']} held-out faces. Age model: {_age_model_text(m)}.",
         "",
     ]
     lines += _table(
@@ -66,12 +64,106 @@ def ages_markdown(results: dict[str, Any]) -> list[str]:
         ["policy", "ECE all ages", "ECE 18+"],
         [[p["name"], _num(p["ece"], 4), _num(p["ece_adults"], 4)] for p in a["policies"]],
     )
+    return lines + logo_markdown(results)
+
+
+def _age_model_text(m: dict[str, Any]) -> str:
+    cover = f"{m['interval']['coverage']:.0%} interval covering {_pct(m['held_out_coverage'])} %"
+    if m.get("method") == "bins":
+        return (
+            f"age bins (multinomial logistic, faces weighted by group and age band); MAE "
+            f"{m['held_out_mae']:.2f} years on train-side faces each estimated without its "
+            f"{'group' if m.get('fit', {}).get('held_out_by') == 'group' else 'fold'}, {cover} "
+            f"(least covered: {_pct(m.get('held_out_worst_coverage'))} %)"
+        )
+    return (
+        f"ridge on {m['target']}(age), alpha {m['alpha']:g}; cross-fitted MAE on the train side "
+        f"{m['held_out_mae']:.2f} years, {cover}"
+    )
+
+
+def _ci(x: float, ci: list[float], count: str = "") -> str:
+    """``12.34 [8.00, 16.00] (5/40)``."""
+    if x is None or x != x:  # no face (NaN, or null once through results.json)
+        return "-"
+    return f"{_pct(x)} [{_pct(ci[0])}, {_pct(ci[1])}]" + (f" ({count})" if count else "")
+
+
+def logo_markdown(results: dict[str, Any]) -> list[str]:
+    """The leave-one-group-out tables of ``anfe bench --ages`` (anfe.bench.logo)."""
+    a = (results.get("ages") or {}).get("leave_one_group_out")
+    if not a:
+        return []
+    lines = [
+        f"## Leave one group out ({a['column']}; {a['faces']} faces, {a['method']})",
+        "",
+        "Each row: the age model, router and child policy fitted on the other groups (every "
+        "threshold chosen on faces of those groups, each answered without its own group), scored "
+        "on this group. Age: mean absolute error / mean signed error (estimate - truth), years; "
+        "coverage of the 90 % interval.",
+        "",
+    ]
+    age_rows = []
+    for g in a["groups"]:
+        row = [g["group"]]
+        for r in g["age"]:
+            row.append(f"{_num(r['mae'], 1)} / {r['bias']:+.1f}" if r["n"] else "-")
+        row += [_pct(r["coverage"]) for r in g["age"]]
+        age_rows.append(row)
+    bands = [r["band"] for r in a["groups"][0]["age"]]
+    lines += _table(
+        [
+            "held-out group",
+            *[f"{b}: MAE / bias" for b in bands],
+            *[f"{b} covered %" for b in bands],
+        ],
+        age_rows,
+    )
+    lines += [
+        "Gender answers by band: answered share and wrong share among the answered, % [95 % "
+        "bootstrap interval] (wrong/answered); before = the set's own answer on every face.",
+        "",
+    ]
+    rows = []
+    for g in a["groups"]:
+        for which in ("answers", "before"):
+            for r in g[which]:
+                f, m = r["female"], r["male"]
+                rows.append([
+                    g["group"], "policy" if which == "answers" else "before", r["band"],
+                    str(f["n"]), _ci(f["answered"], f["answered_ci"]),
+                    _ci(f["wrong"], f["wrong_ci"], f"{f['wrong_count']}/{f['answered_count']}"),
+                    str(m["n"]), _ci(m["answered"], m["answered_ci"]),
+                    _ci(m["wrong"], m["wrong_ci"], f"{m['wrong_count']}/{m['answered_count']}"),
+                ])  # fmt: skip
+    lines += _table(
+        ["held-out group", "answers", "band", "girls/women", "answered %", "wrong among answered %",
+         "boys/men", "answered %", "wrong among answered %"],
+        rows,
+    )  # fmt: skip
+    lines += ["Adults (18+) of each held-out group, and the thresholds chosen without it:", ""]
+    lines += _table(
+        ["held-out group", "adults", "balanced % (before)", "uncertain % (before)",
+         "qualified", "mixed_from", "child_from", "adult_confidence", "young_confidence",
+         "child answers from (f/m)", "teen answers from"],
+        [
+            [g["group"], str(g["adults"]["n"]),
+             f"{_pct(g['adults']['balanced_accuracy'])} ({_pct(g['adults_before']['balanced_accuracy'])})",
+             f"{_pct(g['adults']['uncertain'])} ({_pct(g['adults_before']['uncertain'])})",
+             "yes" if g["chosen"].get("qualified") else "no (fallback)",
+             _num(g["chosen"]["mixed_from"]), _num(g["chosen"]["child_from"]),
+             _num(g["chosen"]["adult_confidence"]), _num(g["chosen"]["young_confidence"]),
+             f"{_num(g['chosen']['child_female_from'])}/{_num(g['chosen']['child_male_from'])}",
+             _num(g["chosen"]["teen_from"])]
+            for g in a["groups"]
+        ],
+    )  # fmt: skip
     return lines
 
 
 def selection_markdown(policies: list[dict[str, Any]]) -> list[str]:
     """How each router's thresholds were chosen: every candidate's train-side figures."""
-    routed = [p for p in policies if p.get("selection")]
+    routed = [p for p in policies if p.get("selection") and p.get("routing") == "router"]
     if not routed:
         return []
     lines = [

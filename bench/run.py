@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from anfe.bench import ages, baselines, masks, modes, tight
+from anfe.bench import ages, baselines, logo, masks, modes, tight
 from anfe.bench.config import (
     SPLIT_SUFFIX,
     BenchConfig,
@@ -37,7 +37,7 @@ from anfe.bench.config import (
 from anfe.bench.environment import machine, versions
 from anfe.bench.testsets import TestSet, compare_methods, jobs_of, log_overlap, score_size
 from anfe.centroids.builder import datasets
-from anfe.centroids.builder.ages import aged_faces, set_settings
+from anfe.centroids.builder.ages import GROUP_COLUMN, grouped_aged_faces, set_settings
 from anfe.centroids.builder.datasets import split
 from anfe.centroids.builder.extract import embed_paths
 from anfe.centroids.builder.sets import (
@@ -347,12 +347,19 @@ def score_ages(cfg: BenchConfig, store: Store, train: TrainSide, log=print) -> d
     settings = set_settings(cs)
     log(f"ages: fitting on the train side (all ages), scoring {cs.id} on the held-out side")
     sides = [
-        aged_faces(items, settings, store, jobs=cfg.jobs, progress=cfg.progress)
+        grouped_aged_faces(items, settings, store, jobs=cfg.jobs, progress=cfg.progress)
         for items in (train.items, train.held_out)
     ]
-    out = ages.score(cs, sides[0], sides[1], seed=cfg.seed)
+    out = ages.score(cs, sides[0][:3], sides[1][:3], seed=cfg.seed, train_groups=sides[0][3])
     out["centroid_id"] = cs.id
     out["embedding"] = settings.describe()
+    if sides[0][3] is not None and sides[1][3] is not None:  # every face, both sides
+        x, a, g, groups = (np.concatenate([sides[0][i], sides[1][i]]) for i in range(4))
+        out["leave_one_group_out"] = logo.leave_one_group_out(cs, x, a, g, groups, seed=cfg.seed,
+                                                              log=log)  # fmt: skip
+        out["leave_one_group_out"]["column"] = GROUP_COLUMN
+    else:
+        log(f"ages: no '{GROUP_COLUMN}' column for every aged face: no leave-one-group-out")
     return out
 
 

@@ -79,8 +79,10 @@ def register(sub) -> None:
         "--routing",
         choices=list(ROUTINGS),
         default=ROUTINGS[0],
-        help="which band a face goes to: a logistic router on the embedding, or the band of the "
-        "estimated age (default: %(default)s)",
+        help="how a face's age band is read: under13 (by the router's p(under 13); when mixed, "
+        "answered only if the child's and the older reading agree; thresholds chosen leaving "
+        "each labels.csv 'race' group out), router (its likeliest band), or age (the band of "
+        "the estimated age) (default: %(default)s)",
     )
     g.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -206,14 +208,32 @@ def _fit_age(args: argparse.Namespace, store: Store) -> int:
         progress=not args.no_progress,
     )
     age = fitted.age
+    held = (
+        "without its group"
+        if getattr(age, "method", "ridge") == "bins" and age.fit.get("held_out_by") == "group"
+        else "cross-fitted"
+    )
+    how = {"router": "routed by the router", "age": "routed by the estimated age",
+           "under13": "routed by p(under 13)"}[args.routing]  # fmt: skip
     print(
-        f"{args.id}: age model fitted on {age.held_out} faces (cross-fitted MAE "
-        f"{age.held_out_mae:.2f} years, {age.coverage:.0%} interval covers "
-        f"{age.held_out_coverage:.1%}); children: {fitted.children.method}, routed by the "
-        f"{'router' if args.routing == 'router' else 'estimated age'}"
+        f"{args.id}: age model ({getattr(age, 'method', 'ridge')}) fitted on {age.held_out} faces "
+        f"(MAE {age.held_out_mae:.2f} years {held}, {age.coverage:.0%} interval covers "
+        f"{age.held_out_coverage:.1%}); children: {fitted.children.method}, {how}"
     )
     router = fitted.children.router
-    if router is not None:
+    if router is not None and router.mixed_from is not None:
+        [chosen] = router.selection
+        print(
+            f"  p(under 13): the child reading alone from {router.child_from:.2f}, both readings "
+            f"must agree from {router.mixed_from:.2f}; the adults' answer from p(adult) "
+            f"{router.adult_confidence:.2f}, uncertain from p(under {router.young_below:g}) "
+            f"{router.young_confidence:.2f}; chosen among {chosen['combinations']} combinations on "
+            f"faces answered without their group ("
+            + ("every group within the bounds" if chosen["qualified"] else
+               "none kept every group within the bounds: children never answered")
+            + f"; children 4-12 answered {chosen.get('children_answered', 0.0):.1%})"
+        )  # fmt: skip
+    elif router is not None:
         [chosen] = [
             r
             for r in router.selection

@@ -1,4 +1,18 @@
-"""Age from the same 128-d embedding: ridge regression with an interval from held-out residuals.
+"""Age from the same 128-d embedding: the distribution over age bins, or a ridge regression.
+
+The shipped model (:class:`AgeBins`, method ``bins``) is a multinomial logistic regression of the
+age bin (:data:`BIN_EDGES`: single years up to 4, then wider bins) on the embedding: one weight row
+per bin, so an estimate is one small matrix product and a softmax. The estimate is the median of
+that distribution (linear inside its bin) and the interval its ``tail`` and ``1 - tail``
+quantiles, with ``tail`` taken per bin of the estimate (:data:`INTERVAL_EDGES`) and chosen, when
+the model is fitted, on faces of groups the model fitted without (leave one group out), so that
+the interval reaches its stated coverage in each of those groups
+(:mod:`anfe.centroids.model.fit_age`). The distribution also gives the probability of an age band
+(:meth:`AgeBins.band_probabilities`). Why bins and not a regression: the ridge estimate pulls
+children toward the adults it is mostly fitted on, by about 6 years for the children of a group it
+never saw (``docs/results.md``, "Leave one group out").
+
+The older model (:class:`AgeModel`, method ``ridge``, still read from older documents):
 
 The model is a ridge regression of a transform of the age (``sqrt``: the square root of the age in
 years, which spreads the first years of life the way faces change) on the embedding: one weight
@@ -9,8 +23,8 @@ a nominal coverage of 0.9 the interval is [prediction + 5th percentile, predicti
 percentile] of the residuals of that bin. Intervals are not symmetric: a face estimated at 30
 is more often 45 than 15.
 
-The model is stored as the ``age`` field of a centroid document (``AgeModel.to_doc``) and read
-back with ``AgeModel.from_doc``.
+Either model is stored as the ``age`` field of a centroid document (``to_doc``) and read back
+with :func:`age_model_from_doc`.
 """
 
 from __future__ import annotations
@@ -33,6 +47,11 @@ TARGETS = {
     "log1p": (np.log1p, np.expm1),
 }
 FOLDS = 5
+# the age bins of AgeBins: [0, 1), [1, 2), ..., [80, TOP]; 4, 13 and 18 are edges, so band
+# probabilities are sums of bins
+BIN_EDGES = (1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 13.0, 16.0, 18.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0,
+             60.0, 70.0, 80.0)  # fmt: skip
+TOP = 100.0  # upper end of the last bin (older faces are estimated inside it)
 
 
 def band_name(band: tuple[int, int | None]) -> str:
@@ -49,6 +68,13 @@ def band_of(age: np.ndarray) -> np.ndarray:
         lo, hi = band
         out[(age >= lo) & (age <= (np.inf if hi is None else hi))] = band_name(band)
     return out
+
+
+def covers(low: np.ndarray, high: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """Whether each interval [low, high] overlaps the year of age of ``ages`` (whole years, as
+    labelled: age 5 is [5, 6))."""
+    ages = np.asarray(ages, dtype=np.float64)
+    return (np.asarray(low) < ages + 1) & (np.asarray(high) >= ages)
 
 
 @dataclass
@@ -208,3 +234,123 @@ def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.n
     xc = x - mean
     weights = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - y.mean()))
     return mean, weights, float(y.mean())
+
+
+@dataclass
+class AgeBins:
+    """Multinomial logistic regression of the age bin on the embedding (see the module doc)."""
+
+    weights: np.ndarray  # (bins, 128)
+    intercepts: np.ndarray  # (bins,)
+    bin_edges: list[float] = field(default_factory=lambda: list(BIN_EDGES))
+    coverage: float = DEFAULT_COVERAGE
+    edges: list[float] = field(default_factory=lambda: list(INTERVAL_EDGES))  # of the estimate
+    tails: list[float] = field(default_factory=list)  # per bin of the estimate
+    held_out: int = 0
+    held_out_mae: float = float("nan")  # years, faces of each group from a model fitted without it
+    held_out_coverage: float = float("nan")
+    held_out_worst_coverage: float = float("nan")  # of the least covered group
+    source: dict[str, Any] = field(default_factory=dict)
+    fit: dict[str, Any] = field(default_factory=dict)  # how it was fitted (weights, C, groups)
+
+    method = "bins"
+
+    def distribution(self, x: np.ndarray) -> np.ndarray:
+        """p(age bin) of every row of ``x`` (n, 128): (n, bins)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        z = x @ self.weights.T + self.intercepts
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def band_probabilities(
+        self, x: np.ndarray, edges: list[float] | tuple[float, ...]
+    ) -> np.ndarray:
+        """p(age under edges[0]), p(edges[0] <= age < edges[1]), ..., p(age >= edges[-1]):
+        (n, len(edges) + 1); every edge must be one of the model's bin edges."""
+        missing = [e for e in edges if e not in self.bin_edges]
+        if missing:
+            raise InvalidParameter(f"band edges {missing} are not edges of the age model's bins")
+        p = self.distribution(x)
+        cuts = [0, *(self.bin_edges.index(e) + 1 for e in edges), p.shape[1]]
+        return np.stack(
+            [p[:, a:b].sum(axis=1) for a, b in zip(cuts[:-1], cuts[1:], strict=True)], 1
+        )
+
+    def estimates(self, p: np.ndarray) -> AgeEstimates:
+        """The estimate and interval, in years, from bin distributions ``p`` (n, bins)."""
+        value = self.quantile(p, 0.5)
+        which = np.clip(
+            np.searchsorted(self.edges, value, side="right") - 1, 0, len(self.edges) - 1
+        )
+        tail = np.asarray(self.tails, dtype=np.float64)[which]
+        return AgeEstimates(value, self.quantile(p, tail), self.quantile(p, 1.0 - tail))
+
+    def predict(self, x: np.ndarray) -> AgeEstimates:
+        """The age estimate and interval, in years, of every row of ``x`` (n, 128)."""
+        return self.estimates(self.distribution(x))
+
+    def quantile(self, p: np.ndarray, q: float | np.ndarray) -> np.ndarray:
+        """The ``q`` quantile (per face, or one for all) of bin distributions ``p``, in years,
+        linear inside a bin."""
+        lo = np.array([0.0, *self.bin_edges])
+        hi = np.array([*self.bin_edges, TOP])
+        q = np.broadcast_to(np.asarray(q, dtype=np.float64), (len(p),))
+        c = np.cumsum(p, axis=1)
+        k = np.minimum(np.argmax(c >= q[:, None] - 1e-12, axis=1), p.shape[1] - 1)
+        rows = np.arange(len(p))
+        before = np.where(k > 0, c[rows, np.maximum(k - 1, 0)], 0.0)
+        inside = np.clip((q - before) / np.maximum(p[rows, k], 1e-12), 0.0, 1.0)
+        return lo[k] + inside * (hi[k] - lo[k])
+
+    def to_doc(self) -> dict[str, Any]:
+        """The ``age`` field of a centroid document."""
+        return {
+            "method": self.method,
+            "bin_edges": list(self.bin_edges),
+            "weights": self.weights.tolist(),
+            "intercepts": self.intercepts.tolist(),
+            "interval": {"coverage": self.coverage, "edges": list(self.edges),
+                         "tails": list(self.tails)},
+            "held_out": self.held_out,
+            "held_out_mae": self.held_out_mae,
+            "held_out_coverage": self.held_out_coverage,
+            "held_out_worst_coverage": self.held_out_worst_coverage,
+            "source": dict(self.source),
+            "fit": dict(self.fit),
+        }  # fmt: skip
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> AgeBins:
+        interval = doc.get("interval", {})
+        model = cls(
+            weights=np.asarray(doc["weights"], dtype=np.float64),
+            intercepts=np.asarray(doc["intercepts"], dtype=np.float64),
+            bin_edges=[float(e) for e in doc.get("bin_edges", BIN_EDGES)],
+            coverage=float(interval.get("coverage", DEFAULT_COVERAGE)),
+            edges=[float(v) for v in interval.get("edges", INTERVAL_EDGES)],
+            tails=[float(v) for v in interval.get("tails", [])],
+            held_out=int(doc.get("held_out", 0)),
+            held_out_mae=float(doc.get("held_out_mae", float("nan"))),
+            held_out_coverage=float(doc.get("held_out_coverage", float("nan"))),
+            held_out_worst_coverage=float(doc.get("held_out_worst_coverage", float("nan"))),
+            source=dict(doc.get("source", {})),
+            fit=dict(doc.get("fit", {})),
+        )
+        bins = len(model.bin_edges) + 1
+        if model.weights.shape != (bins, 128) or model.intercepts.shape != (bins,):
+            raise InvalidParameter("the age model does not hold one 128-d row per age bin")
+        if len(model.tails) != len(model.edges) or not all(0 < t < 0.5 for t in model.tails):
+            raise InvalidParameter("the age model's interval is malformed")
+        return model
+
+
+def age_model_from_doc(doc: dict[str, Any]) -> AgeModel | AgeBins:
+    """The age model of an ``age`` field: ``bins`` (:class:`AgeBins`) or ``ridge``."""
+    method = str(doc.get("method", "ridge"))
+    if method == AgeBins.method:
+        return AgeBins.from_doc(doc)
+    if method != "ridge":
+        raise InvalidParameter(f"unknown age model method {method!r}")
+    return AgeModel.from_doc(doc)

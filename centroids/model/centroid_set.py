@@ -28,7 +28,7 @@ import numpy as np
 
 from anfe.centroids import vectors
 from anfe.centroids.errors import InvalidParameter
-from anfe.centroids.model.age import AgeEstimates, AgeModel
+from anfe.centroids.model.age import AgeBins, AgeEstimates, AgeModel, age_model_from_doc
 from anfe.centroids.model.calibration import (
     MIN_CALIBRATION_PER_GENDER,
     UNCERTAIN_CONFIDENCE,
@@ -80,7 +80,9 @@ class CentroidSet:
     prototypes: dict[str, np.ndarray] | None = None  # (k, 128) per gender
     prototype_counts: dict[str, list[int]] | None = None
     whitening: np.ndarray | None = None  # (128, 128): distances are ||W (x - c)||
-    age: AgeModel | None = None  # age estimate from the same embedding (centroids/model/age.py)
+    age: AgeModel | AgeBins | None = (
+        None  # age estimate from the same embedding (centroids/model/age.py)
+    )
     children: ChildPolicy | None = None  # answers for faces estimated young (children.py)
     # the set whose age model ``age`` is, when borrowed (anfe.centroids.storage.shipped.with_age); not stored
     age_from: str | None = None
@@ -221,7 +223,7 @@ class CentroidSet:
                 if doc.get("whitening") is not None
                 else None
             ),
-            age=AgeModel.from_doc(doc["age"]) if doc.get("age") else None,
+            age=age_model_from_doc(doc["age"]) if doc.get("age") else None,
             children=_children_from_doc(doc.get("children")),
         )
 

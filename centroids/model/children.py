@@ -73,8 +73,9 @@ YOUNG_CONFIDENCE = 0.5  # the confidence given to faces likely under YOUNG_BELOW
 DEFAULT_MAX_WRONG = 0.08  # below the 10 % target, to leave room for the test faces
 ALWAYS = 2.0  # a confidence threshold no answer reaches: the band is always uncertain
 GENDER_NAMES = ("female", "male")
-ROUTINGS = ("router", "age")
-DEFAULT_ROUTING = "router"
+ROUTINGS = ("under13", "router", "age")  # under13: by p(under 13), readings agree when mixed
+CHILD_BELOW = 13.0  # "child" in routing by p(under 13): the child reading's band ends here
+DEFAULT_ROUTING = "under13"
 
 
 @dataclass
@@ -136,6 +137,9 @@ class Router:
     young_below: float = YOUNG_BELOW
     # every candidate (adult_confidence, young_confidence)'s figures on the train faces
     selection: list[dict[str, Any]] = field(default_factory=list)
+    # routing by p(under CHILD_BELOW) (answer_by_agreement); None: by the likeliest band (band_at)
+    mixed_from: float | None = None  # from here the child reading counts
+    child_from: float | None = None  # from here it alone counts
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """p(band) of every row of ``x`` (n, 128): (n, len(edges) + 1)."""
@@ -162,7 +166,9 @@ class Router:
             "young_confidence": self.young_confidence,
             "young_below": self.young_below,
             "selection": [dict(r) for r in self.selection],
-        }
+            **({} if self.mixed_from is None else
+               {"mixed_from": self.mixed_from, "child_from": self.child_from}),
+        }  # fmt: skip
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Router:
@@ -176,7 +182,13 @@ class Router:
             ),
             young_below=float(doc.get("young_below", 0.0)),  # older documents: no young bands
             selection=[dict(r) for r in doc.get("selection", [])],
+            mixed_from=None if doc.get("mixed_from") is None else float(doc["mixed_from"]),
+            child_from=None if doc.get("child_from") is None else float(doc["child_from"]),
         )
+        if router.mixed_from is not None and (
+            CHILD_BELOW not in router.edges or router.child_from is None
+        ):
+            raise InvalidParameter(f"a router by p(under {CHILD_BELOW:g}) needs that band edge")
         if router.weights.shape != (len(router.edges) + 1, 128) or router.intercepts.shape != (
             len(router.edges) + 1,
         ):
@@ -205,6 +217,14 @@ class ChildPolicy:
 
     def apply(self, cs: References, x: np.ndarray, preds: Answers, age: np.ndarray | None) -> None:
         """Rewrite, in ``preds``, the answers of faces routed to a band (by the router or age)."""
+        if self.router is not None and self.router.mixed_from is not None:
+            p = self.router.probabilities(x)
+            d_f, d_m = (self.reference or cs).distances(x)
+            young = answer_by_agreement(self.rules, self.router, p, d_m - d_f, preds)
+            if self.reference is not None:
+                preds.d_female[young], preds.d_male[young] = d_f[young], d_m[young]
+                preds.margin[young] = np.abs(d_m - d_f)[young]
+            return
         band = self.bands(x, age)
         routed = (band >= 0) & (band < len(self.rules))
         signed, d_f, d_m = None, None, None
@@ -311,3 +331,59 @@ def answer_in_bands(
             gender[rows] == "female", rule.uncertain_below["female"], rule.uncertain_below["male"]
         )
         uncertain[rows] = conf < threshold
+
+
+def answer_by_agreement(
+    rules: list[BandRule], router: Router, p: np.ndarray, signed: np.ndarray, preds: Answers
+) -> np.ndarray:
+    """Rewrite ``preds`` in place by the probability ``u`` that a face is under
+    :data:`CHILD_BELOW` (from the router's band probabilities ``p``); return the faces given a
+    child's or a teenager's reading (whose distances are then the child references').
+
+    - p(under ``young_below``) at least ``young_confidence``: uncertain, at a coin toss;
+    - u at least ``child_from``: the child reading (the rule of the band ending at 13);
+    - u under ``mixed_from``: the older reading: the set's own answer when p(adult) reaches
+      ``adult_confidence``, else the teenager's rule (the band ending at 18);
+    - in between (mixed): answered only when both readings give the same answer, each confident;
+      the confidence is then the lower of the two.
+    """
+    edges = list(router.edges)
+    child_band, adult_band = edges.index(CHILD_BELOW), len(edges)
+    u = p[:, : child_band + 1].sum(axis=1)
+    young_bands, young_confidence = router.young_gate()
+    young = (
+        p[:, :young_bands].sum(axis=1) >= young_confidence
+        if young_bands and young_confidence is not None
+        else np.zeros(len(p), dtype=bool)
+    )
+
+    def reading(rule: BandRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if rule.never_answers:
+            return preds.gender.copy(), np.full(len(p), YOUNG_CONFIDENCE), np.zeros(len(p), bool)
+        p_female = sigmoid(rule.a * signed + rule.b)
+        gender = np.where(p_female >= 0.5, "female", "male")
+        conf = np.maximum(p_female, 1.0 - p_female)
+        sure = conf >= np.where(gender == "female", rule.uncertain_below["female"],
+                                rule.uncertain_below["male"])  # fmt: skip
+        return gender, conf, sure
+
+    g_child, c_child, s_child = reading(rules[child_band])
+    adult = p[:, adult_band] >= router.adult_confidence
+    if adult_band - 1 > child_band:
+        g_teen, c_teen, s_teen = reading(rules[adult_band - 1])
+    else:
+        g_teen, c_teen, s_teen = g_child, c_child, s_child
+    g_old = np.where(adult, preds.gender, g_teen)
+    c_old = np.where(adult, preds.confidence, c_teen)
+    s_old = np.where(adult, ~preds.uncertain, s_teen)
+    child_only = u >= router.child_from
+    mixed = (u >= router.mixed_from) & ~child_only
+    older = ~child_only & ~mixed
+    agree = s_child & s_old & (g_child == g_old)
+    gender = np.where(older, g_old, np.where(child_only | (u >= 0.5), g_child, g_old))
+    confidence = np.where(older, c_old, np.where(child_only, c_child, np.minimum(c_child, c_old)))
+    sure = np.where(older, s_old, np.where(child_only, s_child, agree))
+    preds.gender[:] = np.where(young, preds.gender, gender)
+    preds.confidence[:] = np.where(young, YOUNG_CONFIDENCE, confidence)
+    preds.uncertain[:] = young | ~sure
+    return ~young & ~(older & adult)

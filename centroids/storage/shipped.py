@@ -76,8 +76,8 @@ def seed(store: Store) -> list[str]:
     """Insert the shipped sets that the database lacks; return the ids inserted.
 
     A stored copy seeded from an older release (same id, same ``created_at``, no age model, a
-    child policy without the router, or a router without the young gate) is replaced by the
-    shipped document.
+    child policy without the router, a router without the young gate or without routing by
+    p(under 13)) is replaced by the shipped document.
     """
     present = {d["_id"]: d for d in store.list_centroids()}
     added = []
@@ -93,6 +93,11 @@ def seed(store: Store) -> list[str]:
                     (old.get("children") or {}).get("router"),
                     (doc.get("children") or {}).get("router"),
                     "young_below",
+                )
+                or _lacks(
+                    (old.get("children") or {}).get("router"),
+                    (doc.get("children") or {}).get("router"),
+                    "mixed_from",
                 )
             )
         )
