@@ -309,7 +309,7 @@ class AgeBins:
         return {
             "method": self.method,
             "bin_edges": list(self.bin_edges),
-            "weights": self.weights.tolist(),
+            "weights": vectors.pack(self.weights),  # (bins, 128), row by row
             "intercepts": self.intercepts.tolist(),
             "interval": {"coverage": self.coverage, "edges": list(self.edges),
                          "tails": list(self.tails)},
@@ -325,7 +325,7 @@ class AgeBins:
     def from_doc(cls, doc: dict[str, Any]) -> AgeBins:
         interval = doc.get("interval", {})
         model = cls(
-            weights=np.asarray(doc["weights"], dtype=np.float64),
+            weights=vectors.unpack(doc["weights"], columns=128),
             intercepts=np.asarray(doc["intercepts"], dtype=np.float64),
             bin_edges=[float(e) for e in doc.get("bin_edges", BIN_EDGES)],
             coverage=float(interval.get("coverage", DEFAULT_COVERAGE)),

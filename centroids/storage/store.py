@@ -435,8 +435,9 @@ def expand_centroids(doc: dict[str, Any]) -> dict[str, Any]:
         if value is None or not vectors.is_packed(value):
             continue
         out = _copy_path(out, path)
-        rows = path[-2:] == ("router", "weights") or path[-1] == "whitening" or "prototypes" in path
-        _set(out, path, vectors.unpack(value, columns=128 if rows else None).tolist())
+        flat = vectors.unpack(value)
+        # a matrix (prototypes, whitening, a router's or an age model's weights) as 128-d rows
+        _set(out, path, (flat.reshape(-1, 128) if flat.size > 128 else flat).tolist())
     return out
 
 
