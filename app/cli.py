@@ -16,7 +16,7 @@ import tempfile
 from anfe.app.metrics import MULTIPROC_ENV
 from anfe.centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
 from anfe.centroids.storage.store import check_uri, default_uri, describe_uri
-from anfe.centroids.vision import encoders
+from anfe.centroids.vision import detectors, encoders
 from anfe.cli import to_devnull
 from anfe.options import add_db_option, add_detector_option, add_encoder_option
 
@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameter(f"{name}: {err['msg']}") from None
     check_default_set(settings)  # exit 4 before serving, as `anfe predict --centroids` does
     encoders.prepare(settings.encoder)  # convert now: a failure is one line, not a dead worker
+    detectors.prepare(settings.detector)
     print(
         f"{logging.Formatter().formatTime(logging.makeLogRecord({}))} "
         f"anfe: serving http://{args.host}:{args.port} ({describe_uri(settings.db)}, "

@@ -15,7 +15,7 @@ from anfe.centroids.errors import AnfeError, DatasetError, InvalidParameter
 from anfe.centroids.predict import check_max_side, predict_image
 from anfe.centroids.storage import shipped
 from anfe.centroids.storage.store import check_uri, default_uri, describe_uri, exists
-from anfe.centroids.vision import encoders
+from anfe.centroids.vision import detectors, encoders
 from anfe.options import (
     add_db_option,
     add_detector_option,
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameter(f"no such file or folder: {args.path}")
     encoder = args.encoder or encoders.default_encoder()
     encoders.prepare(encoder)
+    detectors.prepare(detector)
     encoders.set_threads(encoders.threads_per_process(1))  # this process alone: all the cores
     cs = _centroid_set(args, uri)
     show = _csv_printer() if args.csv else _print_json if args.json else _print_text
