@@ -12,10 +12,11 @@ The detector is chosen per call (``--detector``, ``ANFE_DETECTOR``). Either mode
 process, on first use or on :func:`load`. Boxes are ``(top, right, bottom, left)``.
 
 Full resolution (``max_side`` 0 in :func:`anfe.centroids.vision.faces.detect`): a large photo is
-cut into tiles of :data:`TILE_ROWS` rows by up to :data:`TILE_COLS` columns that overlap by
-:data:`TILE_OVERLAP` pixels, so that every face narrower than the overlap lies whole in one
+cut into tiles of :data:`TILE_ROWS` rows by up to :data:`TILE_COLS` columns (of the detector)
+that overlap by :data:`TILE_OVERLAP` pixels, so that every face narrower than the overlap lies whole in one
 tile; each tile is searched at its own resolution, and the faces larger than that are found on
-the photo shrunk to the default 800 px. A face found twice (in two tiles, or a tile and the
+a shrunk copy (:func:`large_face_side`: 800 px, or more when the detector would miss a face as
+wide as the overlap there). A face found twice (in two tiles, or a tile and the
 shrunk photo) is kept once (:func:`merge`).
 """
 
@@ -39,8 +40,11 @@ ENV_VAR = "ANFE_DETECTOR"
 # costs without (docs/performance.md, "Face detectors")
 DEFAULT_UPSAMPLE = {"hog": 1, "cnn": 0}
 TILE_ROWS = 1024
-TILE_COLS = 4096
+# HOG takes strips as wide as 4096 px (fewer tiles, less overlap); the CNN's pyramid tensor and
+# activations of such a strip held 1.7 GB at peak on a 4000x3000 photo, of square tiles ~0.4 GB
+TILE_COLS = {"hog": 4096, "cnn": 1024}
 TILE_OVERLAP = 256
+WINDOW = 80  # both detectors' sliding window (pixels): the smallest face found, without upsampling
 # two boxes are one face when their intersection over union is above this, or when their
 # intersection covers this share of the smaller box
 SAME_FACE_IOU = 0.3
@@ -131,13 +135,20 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
-def tiles(rows: int, cols: int) -> list[tuple[int, int]]:
-    """The (top, left) corners of the tiles of a full-resolution search."""
+def tiles(rows: int, cols: int, detector: str) -> list[tuple[int, int, int, int]]:
+    """The tiles of a full-resolution search: (top, left, rows, cols) of each."""
+    width = TILE_COLS[check(detector)]
     return [
-        (y, x)
+        (y, x, TILE_ROWS, width)
         for y in tile_origins(rows, TILE_ROWS, TILE_OVERLAP)
-        for x in tile_origins(cols, TILE_COLS, TILE_OVERLAP)
+        for x in tile_origins(cols, width, TILE_OVERLAP)
     ]
+
+
+def large_face_side(rows: int, cols: int, upsample: int) -> int:
+    """The longest side of the copy that finds the faces too wide for one tile: 800 px, or enough
+    for a face :data:`TILE_OVERLAP` wide to be :data:`WINDOW` / 2**upsample there."""
+    return max(800, -(-max(rows, cols) * WINDOW // (TILE_OVERLAP * 2**upsample)))
 
 
 def _area(box: Box) -> int:

@@ -105,18 +105,20 @@ def detect(
     if upsample is None:
         upsample = detectors.default_upsample(detector)
     h, w = image.shape[:2]
-    if max_side == FULL_RESOLUTION and (h > detectors.TILE_ROWS or w > detectors.TILE_COLS):
+    if max_side == FULL_RESOLUTION and (
+        h > detectors.TILE_ROWS or w > detectors.TILE_COLS[detector]
+    ):
         found = []
-        for y, x in detectors.tiles(h, w):
-            tile = np.ascontiguousarray(
-                image[y : y + detectors.TILE_ROWS, x : x + detectors.TILE_COLS]
-            )
+        for y, x, rows, cols in detectors.tiles(h, w, detector):
+            tile = np.ascontiguousarray(image[y : y + rows, x : x + cols])
             found += [
                 (top + y, right + x, bottom + y, left + x)
                 for top, right, bottom, left in detectors.locate(tile, detector, upsample)
             ]
-        # faces wider than the tiles' overlap: on the photo shrunk as by default
-        found += _scaled_locate(image, DEFAULT_MAX_SIDE, upsample, detector)
+        # faces wider than the tiles' overlap: on a shrunk copy
+        found += _scaled_locate(
+            image, detectors.large_face_side(h, w, upsample), upsample, detector
+        )
         found = detectors.merge(found)
     else:
         found = _scaled_locate(image, max_side or max(h, w), upsample, detector)

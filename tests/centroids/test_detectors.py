@@ -65,7 +65,15 @@ def test_tiles_cover_the_photo_and_overlap_by_the_overlap():
             b - a <= tile - detectors.TILE_OVERLAP for a, b in zip(starts, starts[1:], strict=False)
         )
     assert detectors.tile_origins(800, 1024, 256) == [0]
-    assert detectors.tiles(3000, 4000) == [(y, 0) for y in detectors.tile_origins(3000, 1024, 256)]
+    rows = detectors.tile_origins(3000, 1024, 256)
+    assert detectors.tiles(3000, 4000, "hog") == [(y, 0, 1024, 4096) for y in rows]
+    assert len(detectors.tiles(3000, 4000, "cnn")) == len(rows) * 5
+
+
+def test_the_copy_for_large_faces_sees_every_face_wider_than_the_overlap():
+    assert detectors.large_face_side(3000, 4000, 1) == 800  # HOG: 256 px -> 51 px there
+    assert detectors.large_face_side(3000, 4000, 0) == 1250  # CNN: 256 px -> 80 px there
+    assert detectors.large_face_side(500, 600, 0) == 800
 
 
 def test_a_face_found_in_two_tiles_is_kept_once():
