@@ -74,7 +74,7 @@ def predict(
         give the same embeddings, dlib's several times slower
     :param detector: ``"hog"`` or ``"cnn"`` (default: ``$ANFE_DETECTOR`` or ``"hog"``): dlib's
         HOG detector, or dlib's CNN detector (on onnxruntime), which also finds turned and tilted
-        faces and costs about 1.4 times HOG's time
+        faces and costs about 1.3 times HOG's time
     :param max_side: faces are searched on a copy whose longest side is this (default: 800);
         ``0`` searches the photo at full resolution, in tiles: small faces in large photos, for
         several seconds on a 4000x3000 photo

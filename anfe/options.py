@@ -40,7 +40,7 @@ def add_detector_option(p: argparse.ArgumentParser) -> None:
         choices=detectors.DETECTORS,
         default=None,
         help="face detector: hog (dlib's HOG, upsampling once) or cnn (dlib's CNN on "
-        "onnxruntime: also turned and tilted faces, ~1.4x HOG's time); default: "
+        "onnxruntime: also turned and tilted faces, ~1.3x HOG's time); default: "
         f"${detectors.ENV_VAR} or {detectors.DEFAULT_DETECTOR}",
     )
 
