@@ -26,7 +26,7 @@ EXAMPLES = """examples:
   anfe serve --workers 2 --cpu-workers 1        # two server processes, one detector each
   ANFE_API_KEYS=key1,key2 anfe serve            # require X-API-Key on the API routes
   anfe serve --encoder dlib                     # dlib's own encoder (default: onnx, same vectors)
-  anfe serve --detector cnn                     # dlib's CNN detector by default (requests may ask hog)
+  anfe serve --detector cnn                     # dlib's CNN detector (a request may ask hog)
 
 then: curl -F file=@photo.jpg http://127.0.0.1:8000/predict
 """

@@ -11,13 +11,13 @@ detection at full resolution, in tiles.
 The detector is chosen per call (``--detector``, ``ANFE_DETECTOR``). Either model loads once per
 process, on first use or on :func:`load`. Boxes are ``(top, right, bottom, left)``.
 
-Full resolution (``max_side`` 0 in :func:`anfe.centroids.vision.faces.detect`): a large photo is
-cut into tiles of :data:`TILE_ROWS` rows by up to :data:`TILE_COLS` columns (of the detector)
-that overlap by :data:`TILE_OVERLAP` pixels, so that every face narrower than the overlap lies whole in one
-tile; each tile is searched at its own resolution, and the faces larger than that are found on
-a shrunk copy (:func:`large_face_side`: 800 px, or more when the detector would miss a face as
-wide as the overlap there). A face found twice (in two tiles, or a tile and the
-shrunk photo) is kept once (:func:`merge`).
+Full resolution (``max_side`` 0 in :func:`anfe.centroids.vision.faces.detect`): a large photo
+is cut into tiles of :data:`TILE_ROWS` rows by up to :data:`TILE_COLS` columns (of the
+detector) that overlap by :data:`TILE_OVERLAP` pixels, so that every face narrower than the
+overlap lies whole in one tile; each tile is searched at its own resolution, and the faces
+larger than that are found on a shrunk copy (:func:`large_face_side`: 800 px, or more when the
+detector would miss a face as wide as the overlap there). A face found twice (in two tiles, or
+a tile and the shrunk copy) is kept once (:func:`merge`).
 """
 
 from __future__ import annotations

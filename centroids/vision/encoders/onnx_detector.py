@@ -1,14 +1,15 @@
 """dlib's CNN face detector (``mmod_human_face_detector``) on onnxruntime: dlib's boxes, faster.
 
 ``dlib.cnn_face_detection_model_v1`` runs its convolutions without BLAS in the ``dlib-bin``
-wheel (~0.6 s for a 250 px photo). Here only the network moves to onnxruntime (weights read from
-dlib's own ``.dat`` file by :mod:`anfe.centroids.vision.encoders.dlib_dat`); everything around it repeats dlib's steps with
-dlib's numbers (from ``tools/python/src/cnn_face_detector.cpp``, ``dlib/dnn/input.h``,
+wheel (0.4-0.6 s of CPU for a 250 px photo). Here only the network moves to onnxruntime
+(weights read from dlib's own ``.dat`` file by :mod:`anfe.centroids.vision.encoders.dlib_dat`);
+everything around it repeats dlib's steps with dlib's numbers (from
+``tools/python/src/cnn_face_detector.cpp``, ``dlib/dnn/input.h``,
 ``dlib/image_transforms/image_pyramid.h`` and ``dlib/dnn/loss.h``):
 
-1. ``upsample`` times ``pyramid_up`` of the photo (:func:`~anfe.centroids.vision.encoders.dlib_pyramid.pyramid_up`);
+1. ``upsample`` times ``pyramid_up`` of the photo (:func:`.dlib_pyramid.pyramid_up`);
 2. the tiled pyramid of ``input_rgb_image_pyramid<pyramid_down<6>>``
-   (:func:`~anfe.centroids.vision.encoders.dlib_pyramid.tiled_pyramid`);
+   (:func:`.dlib_pyramid.tiled_pyramid`);
 3. the network: three 5x5 stride-2 convolutions and three 5x5 stride-1 ones, each followed by
    its affine transform (folded into the convolution) and a relu, then a 9x9 convolution to one
    score per position and detector window;
