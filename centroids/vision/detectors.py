@@ -44,6 +44,7 @@ TILE_ROWS = 1024
 # activations of such a strip held 1.7 GB at peak on a 4000x3000 photo, of square tiles ~0.4 GB
 TILE_COLS = {"hog": 4096, "cnn": 1024}
 TILE_OVERLAP = 256
+EDGE = 4  # a tile's box this near an inner edge of the tile is left to the neighbouring tile
 WINDOW = 80  # both detectors' sliding window (pixels): the smallest face found, without upsampling
 # two boxes are one face when their intersection over union is above this, or when their
 # intersection covers this share of the smaller box
@@ -143,6 +144,21 @@ def tiles(rows: int, cols: int, detector: str) -> list[tuple[int, int, int, int]
         for y in tile_origins(rows, TILE_ROWS, TILE_OVERLAP)
         for x in tile_origins(cols, width, TILE_OVERLAP)
     ]
+
+
+def cut_by_inner_edge(
+    box: Box, top: int, left: int, rows: int, cols: int, photo_rows: int, photo_cols: int
+) -> bool:
+    """Whether ``box`` (in the tile's pixels) reaches within :data:`EDGE` of an edge of the tile
+    that is not an edge of the photo: such a face may be cut there, and lies whole in the
+    neighbouring tile (the tiles overlap by more than a face)."""
+    t, r, b, lf = box
+    return (
+        (top > 0 and t < EDGE)
+        or (left > 0 and lf < EDGE)
+        or (top + rows < photo_rows and b > rows - EDGE)
+        or (left + cols < photo_cols and r > cols - EDGE)
+    )
 
 
 def large_face_side(rows: int, cols: int, upsample: int) -> int:

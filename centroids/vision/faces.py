@@ -114,6 +114,9 @@ def detect(
             found += [
                 (top + y, right + x, bottom + y, left + x)
                 for top, right, bottom, left in detectors.locate(tile, detector, upsample)
+                if not detectors.cut_by_inner_edge(
+                    (top, right, bottom, left), y, x, tile.shape[0], tile.shape[1], h, w
+                )
             ]
         # faces wider than the tiles' overlap: on a shrunk copy
         found += _scaled_locate(

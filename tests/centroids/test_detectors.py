@@ -76,6 +76,15 @@ def test_the_copy_for_large_faces_sees_every_face_wider_than_the_overlap():
     assert detectors.large_face_side(500, 600, 0) == 800
 
 
+def test_a_face_cut_by_a_tiles_inner_edge_is_left_to_its_neighbour():
+    # a 1024x1024 tile at (1000, 768) of a 3000x4000 photo: every edge is inner
+    assert detectors.cut_by_inner_edge((500, 1023, 700, 900), 1000, 768, 1024, 1024, 3000, 4000)
+    assert detectors.cut_by_inner_edge((1, 300, 200, 100), 1000, 768, 1024, 1024, 3000, 4000)
+    assert not detectors.cut_by_inner_edge((10, 300, 200, 100), 1000, 768, 1024, 1024, 3000, 4000)
+    # the first tile's top and left edges are the photo's: a face there is kept
+    assert not detectors.cut_by_inner_edge((-5, 100, 90, -3), 0, 0, 1024, 1024, 3000, 4000)
+
+
 def test_a_face_found_in_two_tiles_is_kept_once():
     face = (100, 300, 300, 100)
     shifted = (102, 301, 298, 99)  # the same face seen from the next tile
