@@ -6,7 +6,7 @@ import argparse
 
 from anfe.centroids.errors import InvalidParameter
 from anfe.centroids.storage.store import Store, default_uri
-from anfe.centroids.vision import encoders
+from anfe.centroids.vision import detectors, encoders
 
 
 def add_db_option(p: argparse.ArgumentParser, holds: str = "") -> None:
@@ -31,6 +31,26 @@ def add_encoder_option(p: argparse.ArgumentParser, jitters: bool = True) -> None
         f"(the reference{'; always used for --jitters > 1' if jitters else ''}); default: "
         f"${encoders.ENV_VAR} or {encoders.DEFAULT_ENCODER}",
     )
+
+
+def add_detector_option(p: argparse.ArgumentParser) -> None:
+    """``--detector hog|cnn``, shared by build, predict, bench and serve."""
+    p.add_argument(
+        "--detector",
+        choices=detectors.DETECTORS,
+        default=None,
+        help="face detector: hog (dlib's HOG, upsampling once) or cnn (dlib's CNN on "
+        "onnxruntime: also turned and tilted faces, ~1.3x HOG's time); default: "
+        f"${detectors.ENV_VAR} or {detectors.DEFAULT_DETECTOR}",
+    )
+
+
+def chosen_detector(args: argparse.Namespace) -> str:
+    """The ``--detector`` given, else ``$ANFE_DETECTOR``, else ``hog``.
+
+    :raises InvalidParameter: ``$ANFE_DETECTOR`` names no detector
+    """
+    return getattr(args, "detector", None) or detectors.default_detector()
 
 
 def open_store(args: argparse.Namespace) -> Store:

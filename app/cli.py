@@ -16,9 +16,9 @@ import tempfile
 from anfe.app.metrics import MULTIPROC_ENV
 from anfe.centroids.errors import CentroidsNotFound, DatabaseUnavailable, InvalidParameter
 from anfe.centroids.storage.store import check_uri, default_uri, describe_uri
-from anfe.centroids.vision import encoders
+from anfe.centroids.vision import detectors, encoders
 from anfe.cli import to_devnull
-from anfe.options import add_db_option, add_encoder_option
+from anfe.options import add_db_option, add_detector_option, add_encoder_option
 
 EXAMPLES = """examples:
   anfe serve                                    # http://127.0.0.1:8000, embedded database
@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   anfe serve --workers 2 --cpu-workers 1        # two server processes, one detector each
   ANFE_API_KEYS=key1,key2 anfe serve            # require X-API-Key on the API routes
   anfe serve --encoder dlib                     # dlib's own encoder (default: onnx, same vectors)
+  anfe serve --detector cnn                     # dlib's CNN detector (a request may ask hog)
 
 then: curl -F file=@photo.jpg http://127.0.0.1:8000/predict
 """
@@ -59,6 +60,7 @@ def register(subparsers) -> None:
         help="default centroid set (default: g_5000-mahalanobis, else the largest)",
     )
     p.add_argument("--no-seed", action="store_true", help="do not seed an empty database")
+    add_detector_option(p)
     add_encoder_option(p, jitters=False)
     p.add_argument(
         "--limit-concurrency",
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "ANFE_CENTROIDS": args.centroids,
         "ANFE_SEED": "false" if args.no_seed else None,
         "ANFE_ENCODER": args.encoder,
+        "ANFE_DETECTOR": args.detector,
         "ANFE_LIMIT_CONCURRENCY": args.limit_concurrency,
         "ANFE_TIMEOUT_KEEP_ALIVE": args.timeout_keep_alive,
         "ANFE_TIMEOUT_HEADERS": args.timeout_headers,
@@ -136,11 +139,12 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameter(f"{name}: {err['msg']}") from None
     check_default_set(settings)  # exit 4 before serving, as `anfe predict --centroids` does
     encoders.prepare(settings.encoder)  # convert now: a failure is one line, not a dead worker
+    detectors.prepare(settings.detector)
     print(
         f"{logging.Formatter().formatTime(logging.makeLogRecord({}))} "
         f"anfe: serving http://{args.host}:{args.port} ({describe_uri(settings.db)}, "
         f"{args.workers} server process(es) x {settings.cpu_workers} detector(s), "
-        f"{settings.encoder} encoder)",
+        f"{settings.detector} detector, {settings.encoder} encoder)",
         flush=True,
     )
     metrics_dir = None

@@ -50,7 +50,7 @@ from anfe.app.jsonbody import JsonImage, image_from_json
 from anfe.centroids.errors import AnfeError, ImageOverBudget
 from anfe.centroids.model.centroid_set import CentroidSet
 from anfe.centroids.predict import predict_image
-from anfe.centroids.vision import encoders, faces
+from anfe.centroids.vision import detectors, encoders, faces
 
 log = logging.getLogger("anfe.app")
 # time allowed per face for landmarks + encoding, after detection: a generous allowance
@@ -94,7 +94,7 @@ class SetLru:
         return len(self._items)
 
 
-def _worker_main(conn: Connection, encoder: str, threads: int, sets: int) -> None:
+def _worker_main(conn: Connection, encoder: str, threads: int, sets: int, detector: str) -> None:
     """The loop of one worker process: load the models, then classify one image per message.
 
     A message is ``(data, key, pickled set or None, limits)``: None when the service knows this
@@ -102,7 +102,7 @@ def _worker_main(conn: Connection, encoder: str, threads: int, sets: int) -> Non
     """
     try:
         encoders.set_threads(threads)
-        faces.warm_up(encoder)
+        faces.warm_up(encoder, detector=detector)
     except AnfeError as exc:  # e.g. an unreadable encoder cache: the service says why it stops
         conn.send(("failed", exc.message))
         return
@@ -138,11 +138,17 @@ class Worker:
     """One worker process and the parent end of its pipe; messages land in ``inbox``."""
 
     def __init__(
-        self, ctx: Any, on_exit: Callable[[Worker], None], encoder: str, threads: int, sets: int
+        self,
+        ctx: Any,
+        on_exit: Callable[[Worker], None],
+        encoder: str,
+        threads: int,
+        sets: int,
+        detector: str = detectors.DEFAULT_DETECTOR,
     ) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(
-            target=_worker_main, args=(child, encoder, threads, sets), daemon=True
+            target=_worker_main, args=(child, encoder, threads, sets, detector), daemon=True
         )
         self.proc.start()
         self.pid: int = self.proc.pid
@@ -209,10 +215,12 @@ class CpuPool:
         encoder: str = encoders.DEFAULT_ENCODER,
         sets: int = WORKER_SETS,
         on_send: Callable[[bool, int], None] | None = None,
+        detector: str = detectors.DEFAULT_DETECTOR,
     ) -> None:
         self.size = size
         self.budget_seconds = budget_seconds
         self.encoder = encoder
+        self.detector = detector  # the one each worker loads at start; others load on first use
         self.sets = sets
         self.on_send = on_send
         self.replaced = 0  # workers that died or were killed, and were replaced
@@ -273,7 +281,7 @@ class CpuPool:
     def _spawn(self) -> Worker:
         # processes x encoder threads = the cores
         threads = encoders.threads_per_process(self.size)
-        worker = Worker(self._ctx, self._on_exit, self.encoder, threads, self.sets)
+        worker = Worker(self._ctx, self._on_exit, self.encoder, threads, self.sets, self.detector)
         self._workers.add(worker)
         return worker
 

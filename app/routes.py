@@ -27,6 +27,8 @@ from anfe.app.schemas import (
 from anfe.app.security import key_matches
 from anfe.app.service import Service
 from anfe.centroids.errors import AnfeError
+from anfe.centroids.predict import check_max_side
+from anfe.centroids.vision import detectors
 
 log = logging.getLogger("anfe.app")
 api_key_header = APIKeyHeader(
@@ -42,6 +44,22 @@ CentroidsQuery = Annotated[
 MaxFacesQuery = Annotated[
     int | None, Query(ge=1, le=100, description="classify at most this many faces, largest first")
 ]
+DetectorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description="face detector: hog (dlib's HOG) or cnn (dlib's CNN, on onnxruntime: also "
+        "turned and tilted faces); default: the service's. Also a multipart field.",
+    ),
+]
+MaxSideQuery = Annotated[
+    int | None,
+    Query(
+        description="faces are searched on a copy whose longest side is this many pixels "
+        "(default: 800); 0: the photo at full resolution, in tiles (small faces in large "
+        "photos, within the per-image time budget). Also a multipart field.",
+    ),
+]
 
 PREDICT_BODY = {
     "requestBody": {
@@ -51,7 +69,11 @@ PREDICT_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "detector": {"type": "string", "enum": list(detectors.DETECTORS)},
+                        "max_side": {"type": "integer", "minimum": 0},
+                    },
                 }
             },
             "application/json": {
@@ -147,11 +169,21 @@ async def health(svc: Svc) -> JSONResponse:
     summary="Gender of every face in one image",
 )
 async def predict(
-    request: Request, svc: Svc, centroids: CentroidsQuery = None, max_faces: MaxFacesQuery = None
+    request: Request,
+    svc: Svc,
+    centroids: CentroidsQuery = None,
+    max_faces: MaxFacesQuery = None,
+    detector: DetectorQuery = None,
+    max_side: MaxSideQuery = None,
 ) -> dict:
+    _check_options(detector, max_side)  # 422 before reading a large body
     cs = await svc.centroid_set(centroids)  # 404/503 before reading a large body
-    data = await uploads.predict_upload(request, svc.settings.max_bytes)
-    result = await svc.predict(data, cs, max_faces, request.is_disconnected)
+    data, fields = await uploads.predict_upload(request, svc.settings.max_bytes)
+    detector = detector if detector is not None else fields.get("detector")
+    max_side = max_side if max_side is not None else fields.get("max_side")
+    result = await svc.predict(
+        data, cs, max_faces, request.is_disconnected, detector=detector, max_side=max_side
+    )
     request.app.state.metrics.count_result(result)
     return result
 
@@ -163,8 +195,14 @@ async def predict(
     summary="Several images at once: one result or one error per file, in order",
 )
 async def predict_batch(
-    request: Request, svc: Svc, centroids: CentroidsQuery = None, max_faces: MaxFacesQuery = None
+    request: Request,
+    svc: Svc,
+    centroids: CentroidsQuery = None,
+    max_faces: MaxFacesQuery = None,
+    detector: DetectorQuery = None,
+    max_side: MaxSideQuery = None,
 ) -> BatchResponse:
+    _check_options(detector, max_side)
     cs = await svc.centroid_set(centroids)
     s = svc.settings
     files = await uploads.batch_uploads(request, s.max_bytes, s.max_batch_files)
@@ -174,7 +212,9 @@ async def predict_batch(
         try:
             if up.error:
                 raise up.error
-            result = await svc.predict(up.data, cs, max_faces, request.is_disconnected)
+            result = await svc.predict(
+                up.data, cs, max_faces, request.is_disconnected, detector, max_side
+            )
             metrics.count_result(result)
             return BatchItem(index=i, filename=up.filename, status=200, result=result)
         except AnfeError as exc:
@@ -221,3 +261,10 @@ def _finite(value):
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def _check_options(detector: str | None, max_side: int | None) -> None:
+    """:raises InvalidParameter: an unknown detector, a ``max_side`` neither 0 nor >= 64"""
+    if detector is not None:
+        detectors.check(detector)
+    check_max_side(max_side)

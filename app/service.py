@@ -15,6 +15,8 @@ from anfe.app.settings import Settings
 from anfe.centroids.errors import AnfeError
 from anfe.centroids.imaging import formats
 from anfe.centroids.model.centroid_set import CentroidSet
+from anfe.centroids.predict import check_max_side
+from anfe.centroids.vision import detectors
 
 # /health waits this long for a due database look, then answers with what it last saw
 HEALTH_WAIT_SECONDS = 0.05
@@ -36,6 +38,7 @@ class Service:
             settings.image_budget_seconds,
             settings.encoder,
             settings.worker_sets,
+            detector=settings.detector,
         )
         # every database call runs on this one thread: montydb is not thread-safe, and a slow
         # or unreachable MongoDB must not hold up the event loop
@@ -90,12 +93,20 @@ class Service:
         cs: CentroidSet,
         max_faces: int | None,
         disconnected: Callable[[], Awaitable[bool]] | None = None,
+        detector: str | None = None,
+        max_side: int | None = None,
     ) -> dict[str, Any]:
         """Classify every face in ``data`` (image bytes, or a JSON body the worker decodes)
         with ``cs`` in a worker process.
 
         ``disconnected()`` is polled while the worker works; when it turns true the work stops.
+        ``detector`` (default: the service's) and ``max_side`` (default: the set's; 0: full
+        resolution) choose how faces are found.
+
+        :raises InvalidParameter: an unknown detector, a ``max_side`` neither 0 nor >= 64
         """
+        detector = detectors.check(detector or self.settings.detector)
+        check_max_side(max_side)
         if isinstance(data, bytes):
             formats.image_format(data)  # cheap: refuse without a trip to a worker
         s = self.settings
@@ -109,4 +120,6 @@ class Service:
             max_image_side=s.max_image_side,
             max_decoded_bytes=s.max_decoded_bytes,
             encoder=s.encoder,
+            detector=detector,
+            max_side=max_side,
         )

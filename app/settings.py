@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     encoder: Literal["onnx", "dlib"] = Field(
         "onnx", description="face encoder: onnx (dlib's network on onnxruntime) or dlib"
     )
+    detector: Literal["hog", "cnn"] = Field(
+        "hog",
+        description="default face detector: hog (dlib's HOG) or cnn (dlib's CNN on onnxruntime); "
+        "a request may ask for the other",
+    )
     image_budget_seconds: float = Field(
         IMAGE_BUDGET_SECONDS,
         gt=0,

@@ -7,6 +7,7 @@ reading at most one byte past ``max_bytes`` (multipart files are spooled to disk
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -34,32 +35,60 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def predict_upload(request: Request, max_bytes: int) -> bytes | JsonImage:
+async def predict_upload(
+    request: Request, max_bytes: int
+) -> tuple[bytes | JsonImage, dict[str, Any]]:
     """The image of a ``POST /predict``: multipart field ``file``, or the JSON body holding
-    ``image_base64`` (decoded later, in a worker: see :mod:`anfe.app.jsonbody`).
+    ``image_base64`` (decoded later, in a worker: see :mod:`anfe.app.jsonbody`); and the
+    detection options given as multipart fields (see :func:`form_options`).
 
     :raises UnsupportedImageType: a body that is neither multipart nor JSON
-    :raises InvalidParameter: no ``file`` field, or JSON without ``image_base64``
+    :raises InvalidParameter: no ``file`` field, JSON without ``image_base64``, a bad option
     :raises ImageTooLarge, ImageUndecodable: from the image bytes themselves
     """
     kind = media_type(request)
     if kind == MULTIPART:
         form = await _form(request, max_files=1)
+        options = form_options(form)
         item = form.get("file")
         if item is None:
             raise InvalidParameter("send the image in the multipart field `file`")
         upload = await read_upload(item, max_bytes)
         if upload.error:
             raise upload.error
-        return upload.data
+        return upload.data, options
     if kind == JSON or kind.endswith("+json"):
         # parsed and decoded in the detection worker: a 28 MB body must not hold up the event
         # loop, nor hold this process's GIL in a thread for a tenth of a second at a time
-        return JsonImage(await request.body())
+        return JsonImage(await request.body()), {}
     raise UnsupportedImageType(
         "send multipart/form-data with the image in field `file`, or application/json "
         f"with `image_base64` (got content type {kind or 'none'!r})"
     )
+
+
+def form_options(form) -> dict[str, Any]:
+    """The multipart fields ``detector`` (text) and ``max_side`` (an integer) when given.
+
+    :raises InvalidParameter: a field that is a file, or a ``max_side`` that is no integer
+    """
+    options: dict[str, Any] = {}
+    for name in ("detector", "max_side"):
+        value = form.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidParameter(f"the multipart field `{name}` must be text, not a file")
+        if name == "max_side":
+            try:
+                options[name] = int(value.strip())
+            except ValueError:
+                raise InvalidParameter(
+                    f"max_side must be an integer (0: full resolution), not {value[:20]!r}"
+                ) from None
+        else:
+            options[name] = value.strip()
+    return options
 
 
 async def batch_uploads(request: Request, max_bytes: int, max_files: int) -> list[Upload]:

@@ -16,9 +16,11 @@ from anfe.centroids.vision import encoders
 from anfe.centroids.vision.settings import EmbeddingSettings
 from anfe.options import (
     add_db_option,
+    add_detector_option,
     add_encoder_option,
     add_landmarks_option,
     add_mode_options,
+    chosen_detector,
     mode_params,
 )
 
@@ -153,6 +155,7 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     p.add_argument("--jitters", type=int, default=1, help="dlib num_jitters (default: 1)")
     add_landmarks_option(p)
+    add_detector_option(p)
     add_encoder_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_db_option(p, "the embedding cache and the built sets")
@@ -177,7 +180,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--tight-crops", args.tight_crops]
     if (args.ages or args.tight_crops) and args.centroids != DEFAULT_CENTROIDS:
         parts += ["--centroids", args.centroids]
-    for opt in ("encoder", "jobs", "db"):
+    for opt in ("detector", "encoder", "jobs", "db"):
         if getattr(args, opt) is not None:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.test_fraction != 0.2:
@@ -235,6 +238,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         embedding=EmbeddingSettings(
             model=args.landmarks,
             jitters=args.jitters,
+            detector=chosen_detector(args),
             encoder=args.encoder or encoders.default_encoder(),
         ),
     )

@@ -77,19 +77,21 @@ def crop_task(batch: list[tuple[str, float]], settings: EmbeddingSettings) -> li
     out = []
     for path, fraction in batch:
         image = decoding.load_image(path)
-        boxes = faces.detect(image, settings.max_side, settings.upsample)
+        boxes = faces.detect(image, settings.max_side, settings.upsample, settings.detector)
         if len(boxes) != 1:
             out.append({})
             continue
         crop = crop_inside(image, boxes[0], fraction)
-        first = faces.detect(crop, settings.max_side, settings.upsample)
+        first = faces.detect(crop, settings.max_side, settings.upsample, settings.detector)
         rec: dict[str, Any] = {"first": len(first)}
         if len(first) == 1:
             rec["vectors"] = {"first": faces.encode(crop, first, 1, settings.model,
                                                     settings.encoder)[0]}  # fmt: skip
         elif not first:
             rec["paddings"] = paddings_found(crop, settings)
-            clipped, unclipped = faces.second_pass(crop, settings.max_side, settings.upsample)
+            clipped, unclipped = faces.second_pass(
+                crop, settings.max_side, settings.upsample, detector=settings.detector
+            )
             if len(clipped) == 1:
                 rec["vectors"] = {}
                 for name, way in WAYS.items():

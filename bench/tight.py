@@ -59,7 +59,9 @@ def paddings_found(image: np.ndarray, settings: EmbeddingSettings) -> dict[str, 
     """Whether the second pass finds a face in ``image`` with each of :data:`PADDINGS`."""
     return {
         label: bool(
-            faces.second_pass(image, settings.max_side, settings.upsample, margins, fill)[0]
+            faces.second_pass(
+                image, settings.max_side, settings.upsample, margins, fill, settings.detector
+            )[0]
         )
         for label, margins, fill in PADDINGS
     }
@@ -77,13 +79,15 @@ def detect_task(batch: list[CropJob], settings: EmbeddingSettings) -> list[dict[
         if job.box is not None:
             image = crop_inside(image, job.box, job.fraction)
         t0 = time.perf_counter()
-        boxes = faces.detect(image, settings.max_side, settings.upsample)
+        boxes = faces.detect(image, settings.max_side, settings.upsample, settings.detector)
         first_s = time.perf_counter() - t0
         rec: dict[str, Any] = {"first": len(boxes), "first_s": first_s, "second": 0}
         encode_boxes = boxes
         if not boxes:
             t0 = time.perf_counter()
-            boxes, encode_boxes = faces.second_pass(image, settings.max_side, settings.upsample)
+            boxes, encode_boxes = faces.second_pass(
+                image, settings.max_side, settings.upsample, detector=settings.detector
+            )
             rec["second_s"] = time.perf_counter() - t0
             rec["second"] = len(boxes)
             rec["paddings"] = paddings_found(image, settings) if job.box is not None else {}

@@ -12,21 +12,30 @@ from anfe.centroids import answers
 from anfe.centroids.errors import ImageOverBudget, InvalidParameter
 from anfe.centroids.imaging import decoding
 from anfe.centroids.model.centroid_set import CentroidSet
-from anfe.centroids.vision import encoders, faces
+from anfe.centroids.vision import detectors, encoders, faces
 from anfe.centroids.vision.settings import DEFAULT_MAX_SIDE, Box, EmbeddingSettings
 
 
-def embedding_settings(cs: CentroidSet, encoder: str | None = None) -> EmbeddingSettings:
+def embedding_settings(
+    cs: CentroidSet, encoder: str | None = None, detector: str | None = None
+) -> EmbeddingSettings:
     """Settings for embedding new faces the way the centroid set's faces were embedded.
 
     :param encoder: ``onnx`` or ``dlib`` (default: ``$ANFE_ENCODER`` or ``onnx``): either gives
         the vectors the set was built from
+    :param detector: ``hog`` or ``cnn`` (default: ``$ANFE_DETECTOR`` or ``hog``), whichever
+        the set was built with: dlib's landmarks align the face from either box, and the answers
+        hardly move (docs/performance.md, "Face detectors"). The set's upsampling is used with
+        its own detector, the detector's default with the other.
     """
     emb = cs.embedding
+    detector = detectors.check(detector or detectors.default_detector())
+    same = detector == emb.get("detector", detectors.DEFAULT_DETECTOR)
     return EmbeddingSettings(
         model=emb.get("landmarks", "small"),
         jitters=int(emb.get("jitters", 1)),
-        upsample=int(emb.get("upsample", 1)),
+        detector=detector,
+        upsample=int(emb.get("upsample", 1)) if same else None,
         max_side=int(emb.get("max_side", DEFAULT_MAX_SIDE)),
         encoder=encoder or encoders.default_encoder(),
     )
@@ -43,6 +52,7 @@ def predict_image(
     max_decoded_bytes: int = decoding.DEFAULT_MAX_DECODED_BYTES,
     max_side: int | None = None,
     encoder: str | None = None,
+    detector: str | None = None,
     budget_seconds: float | None = None,
     on_detected: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
@@ -51,6 +61,9 @@ def predict_image(
     ``data`` is the bytes of an image file, or an image already decoded (see
     :func:`decoding.as_rgb`, whose checks it passes through). All the faces of the image go to the
     encoder (``encoder``: ``onnx`` or ``dlib``; default ``$ANFE_ENCODER`` or ``onnx``) in one call.
+    Faces are found by ``detector`` (``hog`` or ``cnn``; default ``$ANFE_DETECTOR`` or ``hog``)
+    on a copy whose longest side is ``max_side`` (default: the set's, 800 px), or on the photo at
+    full resolution, in tiles, with ``max_side=0``: slower, for small faces in large photos.
     ``budget_seconds`` bounds decoding plus detection: past it, the next step is not started
     (the service also kills a worker that overruns it inside a step). ``on_detected(n)`` is
     called with the number of faces to encode once detection is done.
@@ -65,7 +78,10 @@ def predict_image(
     """
     if not 1 <= max_faces <= 100:
         raise InvalidParameter("max_faces must be between 1 and 100")
-    settings = embedding_settings(cs, encoder)
+    check_max_side(max_side)
+    settings = embedding_settings(cs, encoder, detector)
+    if max_side is None:
+        max_side = settings.max_side
     t0 = time.perf_counter()
     if isinstance(data, np.ndarray):
         image = decoding.as_rgb(data, max_pixels)
@@ -74,11 +90,11 @@ def predict_image(
         image = decoding.decode(data, max_pixels, max_image_side, max_decoded_bytes)
     t1 = time.perf_counter()
     _check_budget(t1 - t0, budget_seconds, "decoding")
-    boxes = faces.detect(image, max_side or settings.max_side, settings.upsample)
+    boxes = faces.detect(image, max_side, settings.upsample, settings.detector)
     detection, encode_boxes = "first_pass", boxes
     if not boxes:  # a tight crop: try again with a margin around the picture
         boxes, encode_boxes = faces.second_pass(
-            image, max_side or settings.max_side, settings.upsample
+            image, max_side, settings.upsample, detector=settings.detector
         )
         detection = "second_pass"
     if len(boxes) > max_faces:
@@ -115,6 +131,19 @@ def predict_image(
 def _area(box: Box) -> int:
     top, right, bottom, left = box
     return (bottom - top) * (right - left)
+
+
+def check_max_side(max_side: int | None) -> None:
+    """:raises InvalidParameter: unless ``max_side`` is None, 0 (full resolution) or >= 64"""
+    if max_side is not None and (
+        isinstance(max_side, bool)
+        or not isinstance(max_side, int)
+        or (max_side != faces.FULL_RESOLUTION and not 64 <= max_side <= 1_000_000)
+    ):
+        raise InvalidParameter(
+            f"max_side must be 0 (full resolution) or a number of pixels of at least 64, "
+            f"not {max_side!r}"
+        )
 
 
 def _check_budget(spent: float, budget: float | None, what: str) -> None:

@@ -14,10 +14,12 @@ from anfe.centroids.vision import encoders
 from anfe.centroids.vision.settings import EmbeddingSettings
 from anfe.options import (
     add_db_option,
+    add_detector_option,
     add_encoder_option,
     add_landmarks_option,
     add_mode_options,
     at_least,
+    chosen_detector,
     formatter,
     mode_params,
     open_store,
@@ -28,6 +30,7 @@ EXAMPLES_BUILD = """examples:
   anfe build ../shared/data/utkface --sizes 3000 --min-age 18 --mode centroid,mahalanobis --balance-by race
   anfe build clean/ --sizes 1000,2000,5000,10000,20000,50000 --seed 0 --db mongodb://localhost:27017
   anfe build ../shared/data/utkface --cropped --sizes 500 --encoder dlib   # the reference encoder
+  anfe build clean/ --sizes 1000 --detector cnn                # dlib's CNN detector finds the faces
   anfe build clean/ --sizes 10000 --dask local                # a Dask LocalCluster on this machine
   anfe build clean/ --sizes 50000 --dask tcp://scheduler:8786  # an existing Dask cluster
 """
@@ -66,6 +69,7 @@ def register(sub) -> None:
         default=800,
         help="detect faces on a copy whose longer side is at most this (default: %(default)s)",
     )
+    add_detector_option(p)
     add_encoder_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         jitters=args.jitters,
         max_side=args.max_side,
         cropped=args.cropped,
+        detector=chosen_detector(args),
         encoder=args.encoder or encoders.default_encoder(),
     )
     spec = BuildSpec(

@@ -12,15 +12,24 @@ from typing import Any
 
 from anfe.centroids.builder import datasets
 from anfe.centroids.errors import AnfeError, DatasetError, InvalidParameter
-from anfe.centroids.predict import predict_image
+from anfe.centroids.predict import check_max_side, predict_image
 from anfe.centroids.storage import shipped
 from anfe.centroids.storage.store import check_uri, default_uri, describe_uri, exists
-from anfe.centroids.vision import encoders
-from anfe.options import add_db_option, add_encoder_option, formatter, open_store
+from anfe.centroids.vision import detectors, encoders
+from anfe.options import (
+    add_db_option,
+    add_detector_option,
+    add_encoder_option,
+    chosen_detector,
+    formatter,
+    open_store,
+)
 
 EXAMPLES_PREDICT = """examples:
   anfe predict photo.jpg
   anfe predict photo.jpg --encoder dlib          # dlib's own encoder: same answers, slower
+  anfe predict photo.jpg --detector cnn          # dlib's CNN detector: turned and tilted faces
+  anfe predict group.jpg --max-side 0            # full resolution: small faces in large photos
   anfe predict photos/ --json --centroids g_2000
   anfe predict photos/ --csv > faces.csv      # one row per face (or per failed image)
 
@@ -66,6 +75,14 @@ def register(sub) -> None:
         default=20,
         help="classify at most this many faces per image, the largest (1-100, default: 20)",
     )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="search faces on a copy whose longest side is this (default: the set's, 800); "
+        "0: the photo at full resolution, in tiles (small faces in large photos, slower)",
+    )
+    add_detector_option(p)
     add_encoder_option(p, jitters=False)
     add_db_option(p, "the centroid sets (default without it: the shipped sets, when ./.anfe/db "
                      "does not exist)")  # fmt: skip
@@ -75,6 +92,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.max_faces <= 100:
         raise InvalidParameter(f"--max-faces must be between 1 and 100, not {args.max_faces}")
+    check_max_side(args.max_side)
+    detector = chosen_detector(args)
     uri = args.db or default_uri()
     check_uri(uri)
     if args.path.is_dir():
@@ -95,13 +114,21 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameter(f"no such file or folder: {args.path}")
     encoder = args.encoder or encoders.default_encoder()
     encoders.prepare(encoder)
+    detectors.prepare(detector)
     encoders.set_threads(encoders.threads_per_process(1))  # this process alone: all the cores
     cs = _centroid_set(args, uri)
     show = _csv_printer() if args.csv else _print_json if args.json else _print_text
     failures = 0
     for path in paths:
         try:
-            result = predict_image(path.read_bytes(), cs, max_faces=args.max_faces, encoder=encoder)
+            result = predict_image(
+                path.read_bytes(),
+                cs,
+                max_faces=args.max_faces,
+                encoder=encoder,
+                detector=detector,
+                max_side=args.max_side,
+            )
             result = {"centroids": cs.id, **result}  # which set answered, as HTTP says
         except AnfeError as exc:
             failures += 1

@@ -113,9 +113,10 @@ def embed_batch(batch: list[tuple[str, bytes]], settings: EmbeddingSettings) -> 
     return out
 
 
-def worker_init(encoder: str, threads: int, detector: bool = True) -> None:
+def worker_init(encoder: str, threads: int, detector: bool | str = True) -> None:
     """Run once in every worker process: ``threads`` for the encoder, one for BLAS, the models
-    loaded (HOG's detector only with ``detector``: cropped faces are not detected)."""
+    loaded (the face detector only with ``detector``, its name or ``True`` for the default:
+    cropped faces are not detected)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     encoders.set_threads(threads)
     faces.warm_up(encoder, detector=detector)
@@ -187,7 +188,11 @@ def _pool(jobs: int, settings: EmbeddingSettings) -> ProcessPoolExecutor:
             jobs,
             mp_context=get_context("spawn"),
             initializer=worker_init,
-            initargs=(settings.encoder, encoders.threads_per_process(jobs), not settings.cropped),
+            initargs=(
+                settings.encoder,
+                encoders.threads_per_process(jobs),
+                False if settings.cropped else settings.detector,
+            ),
         )
         _POOLS[jobs] = pool
     return pool

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 from PIL import Image
 
-from anfe.centroids.vision import encoders, requirements
+from anfe.centroids.vision import detectors, encoders, requirements
 from anfe.centroids.vision.encoders.onnx_encoder import (
     face_chips,  # the chip dlib cuts, for either encoder
 )
@@ -25,19 +25,9 @@ from anfe.centroids.vision.settings import DEFAULT_MAX_SIDE, Box, EmbeddingSetti
 # their fill; chosen by the tight-crop figures of docs/results.md (`anfe bench --tight-crops`).
 SECOND_PASS_MARGINS = (0.2, 0.3, 0.4)
 SECOND_PASS_FILL = "grey"
-SECOND_PASS_SMALL = 100  # padded copies smaller than this (pixels) get one more HOG upsampling
+SECOND_PASS_SMALL = 100  # padded copies smaller than this (pixels) get one more upsampling
 MIN_INSIDE = 0.25  # a second-pass box must have this share of its area inside the picture
-
-
-@functools.cache
-def _detector():
-    """dlib's HOG face detector, loaded once per process.
-
-    :raises MissingDependency: dlib or the models are not installed
-    """
-    dlib, _ = requirements.dlib_stack()
-
-    return dlib.get_frontal_face_detector()
+FULL_RESOLUTION = 0  # the max_side that searches the photo at full resolution (in tiles)
 
 
 @functools.cache
@@ -51,22 +41,29 @@ def _predictor(model: str):
 
 
 def warm_up_detection(landmarks: str = "small") -> None:
-    """Load dlib's detector and the landmark model now rather than on the first image."""
-    _detector()
+    """Load dlib's HOG detector and the landmark model now rather than on the first image.
+
+    Both survive a fork (a service's fork server loads them once); the CNN detector, an
+    onnxruntime session, does not: :func:`warm_up` loads it in each process.
+    """
+    detectors.load("hog")
     _predictor(landmarks)
 
 
-def warm_up(encoder: str | None = None, landmarks: str = "small", detector: bool = True) -> None:
+def warm_up(
+    encoder: str | None = None, landmarks: str = "small", detector: bool | str = True
+) -> None:
     """Load the detector, the landmark model and the encoder now rather than on the first image.
 
     Only the models used are loaded (not, as ``import face_recognition`` does, all of dlib's):
     each costs resident memory in every worker process.
 
-    :param detector: also load HOG's detector (``False`` for cropped faces, which are not
-        detected: it takes ~0.4 s to load; a later detection still loads it then)
+    :param detector: the detector to load (``True``: ``$ANFE_DETECTOR`` or ``hog``; ``False``
+        for cropped faces, which are not detected: HOG takes ~0.4 s to load; a later detection
+        still loads it then)
     """
     if detector:
-        _detector()
+        detectors.load(detectors.default_detector() if detector is True else detector)
     _predictor(landmarks)
     encoders.load(encoder or encoders.default_encoder())
 
@@ -88,24 +85,61 @@ def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return np.asarray(small), scale
 
 
-def detect(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE, upsample: int = 1) -> list[Box]:
-    """Find faces with dlib's HOG detector on a copy downscaled to ``max_side``.
+def detect(
+    image: np.ndarray,
+    max_side: int = DEFAULT_MAX_SIDE,
+    upsample: int | None = None,
+    detector: str = detectors.DEFAULT_DETECTOR,
+) -> list[Box]:
+    """Find faces with ``detector`` on a copy downscaled to ``max_side``.
 
     :param image: RGB image array that contains zero or more faces
-    :return: boxes in full-resolution coordinates, left to right
+    :param max_side: the longest side of the copy searched; ``0`` (:data:`FULL_RESOLUTION`):
+        the photo itself, in tiles when it is larger than one (see
+        :mod:`anfe.centroids.vision.detectors`), for small faces in large photos
+    :param upsample: times the detector doubles the copy first (default: 1 for ``hog``, 0 for
+        ``cnn``)
+    :param detector: ``hog`` or ``cnn``
+    :return: boxes in full-resolution coordinates, clipped to the image, left to right
     """
-    small, scale = downscale(image, max_side)
-    rects = _detector()(small, upsample)
+    if upsample is None:
+        upsample = detectors.default_upsample(detector)
     h, w = image.shape[:2]
+    if max_side == FULL_RESOLUTION and (
+        h > detectors.TILE_ROWS or w > detectors.TILE_COLS[detector]
+    ):
+        found = []
+        for y, x, rows, cols in detectors.tiles(h, w, detector):
+            tile = np.ascontiguousarray(image[y : y + rows, x : x + cols])
+            found += [
+                (top + y, right + x, bottom + y, left + x)
+                for top, right, bottom, left in detectors.locate(tile, detector, upsample)
+                if not detectors.cut_by_inner_edge(
+                    (top, right, bottom, left), y, x, tile.shape[0], tile.shape[1], h, w
+                )
+            ]
+        # faces wider than the tiles' overlap: on a shrunk copy
+        found += _scaled_locate(
+            image, detectors.large_face_side(h, w, upsample), upsample, detector
+        )
+        found = detectors.merge(found)
+    else:
+        found = _scaled_locate(image, max_side or max(h, w), upsample, detector)
     boxes = []
-    for r in rects:
-        top = max(0, int(round(r.top() / scale)))
-        right = min(w, int(round(r.right() / scale)))
-        bottom = min(h, int(round(r.bottom() / scale)))
-        left = max(0, int(round(r.left() / scale)))
+    for top, right, bottom, left in found:
+        top, right, bottom, left = max(0, top), min(w, right), min(h, bottom), max(0, left)
         if right > left and bottom > top:
             boxes.append((top, right, bottom, left))
     return sorted(boxes, key=lambda b: (b[3], b[0]))
+
+
+def _scaled_locate(image: np.ndarray, max_side: int, upsample: int, detector: str) -> list[Box]:
+    """The detector's boxes on ``image`` downscaled to ``max_side``, in ``image``'s pixels."""
+    small, scale = downscale(image, max_side)
+    return [
+        tuple(int(round(v / scale)) for v in box)  # type: ignore[misc]
+        for box in detectors.locate(small, detector, upsample)
+    ]
 
 
 def pad(
@@ -124,9 +158,10 @@ def pad(
 def second_pass(
     image: np.ndarray,
     max_side: int = DEFAULT_MAX_SIDE,
-    upsample: int = 1,
+    upsample: int | None = None,
     margins: tuple[float, ...] = SECOND_PASS_MARGINS,
     fill: str = SECOND_PASS_FILL,
+    detector: str = detectors.DEFAULT_DETECTOR,
 ) -> tuple[list[Box], list[Box]]:
     """Detect again on copies with a margin around the picture, for tight crops.
 
@@ -134,7 +169,7 @@ def second_pass(
     :func:`detect` finds nothing. Each margin in ``margins`` (a share of the side, added on every
     side) is tried in turn until a face is found: the copy is padded with ``fill`` (``"grey"``,
     mid-grey; or a :func:`numpy.pad` mode such as ``"edge"``) and, when it is smaller than
-    :data:`SECOND_PASS_SMALL` pixels, HOG upsamples it once more. Only detected faces are
+    :data:`SECOND_PASS_SMALL` pixels, the detector upsamples it once more. Only detected faces are
     returned, never the whole picture, and a box mostly in the margin is dropped.
 
     The faces are then encoded on ``image`` itself, from their unclipped boxes (landmarks and
@@ -149,11 +184,13 @@ def second_pass(
         lists when none is found
     """
     h, w = image.shape[:2]
+    if upsample is None:
+        upsample = detectors.default_upsample(detector)
     for margin in margins:
         padded, py, px = pad(image, margin, fill)
         extra = 1 if max(padded.shape[:2]) < SECOND_PASS_SMALL else 0
         boxes, unclipped = [], []
-        for box in detect(padded, max_side, upsample + extra):
+        for box in detect(padded, max_side or DEFAULT_MAX_SIDE, upsample + extra, detector):
             top, bottom, left, right = box[0] - py, box[2] - py, box[3] - px, box[1] - px
             inside_h, inside_w = min(h, bottom) - max(0, top), min(w, right) - max(0, left)
             if inside_h <= 0 or inside_w <= 0:
@@ -227,4 +264,4 @@ def face_boxes(image: np.ndarray, settings: EmbeddingSettings) -> list[Box]:
     """The faces to embed: detected ones, or the whole image for a cropped dataset."""
     if settings.cropped:
         return [whole_image_box(image)]
-    return detect(image, settings.max_side, settings.upsample)
+    return detect(image, settings.max_side, settings.upsample, settings.detector)

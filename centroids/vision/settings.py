@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from anfe.centroids.errors import InvalidParameter
-from anfe.centroids.vision import encoders
+from anfe.centroids.vision import detectors, encoders
 
 Box = tuple[int, int, int, int]
 
@@ -24,19 +24,22 @@ class EmbeddingSettings:
 
     model: str = "small"  # landmark model: "small" (5 points) or "large" (68 points)
     jitters: int = 1
-    detector: str = "hog"
-    upsample: int = 1
+    detector: str = detectors.DEFAULT_DETECTOR  # "hog" or "cnn"
+    upsample: int | None = None  # None: the detector's default (hog 1, cnn 0)
     max_side: int = DEFAULT_MAX_SIDE
     cropped: bool = False
     encoder: str = field(default_factory=encoders.default_encoder)  # "onnx" or "dlib"
 
     def __post_init__(self) -> None:
         encoders.check(self.encoder)
+        detectors.check(self.detector)
+        if self.upsample is None:
+            object.__setattr__(self, "upsample", detectors.default_upsample(self.detector))
         if self.model not in ("small", "large"):
             raise InvalidParameter(f"landmark model must be 'small' or 'large', not {self.model!r}")
         if not 1 <= self.jitters <= 100:
             raise InvalidParameter("jitters must be between 1 and 100")
-        if not 0 <= self.upsample <= 3:
+        if not isinstance(self.upsample, int) or not 0 <= self.upsample <= 3:
             raise InvalidParameter("upsample must be between 0 and 3")
         if self.max_side < 64:
             raise InvalidParameter("max_side must be at least 64 pixels")

