@@ -42,8 +42,8 @@ from anfe.centroids.vision.encoders.dlib_dat import (
     read_detector,
 )
 from anfe.centroids.vision.encoders.onnx_encoder import (
-    OPSET,
     _add_layer,
+    _finish,
     _fold_affines,
     _GraphBuilder,
     _Value,
@@ -70,7 +70,7 @@ class Detection:
 def build_model(network: Network):
     """The ONNX model of the detector's network: ``pyramid`` float32 (1, 3, rows, cols), the
     tiled pyramid, to ``scores`` float32 (1, windows, rows', cols')."""
-    from onnx import TensorProto, checker, helper
+    from onnx import TensorProto, helper
 
     first, *middle, loss = network.layers
     if not isinstance(first, InputRGBPyramid) or not isinstance(loss, LossMMOD):
@@ -79,19 +79,12 @@ def build_model(network: Network):
     x = _Value("pyramid", (3, 1 << 20, 1 << 20))  # rows and columns are dynamic
     for layer in _fold_affines(middle):
         x = _add_layer(g, layer, x, {})
-    g.nodes.append(helper.make_node("Identity", [x.name], ["scores"], name="scores"))
-    graph = helper.make_graph(
-        g.nodes, "mmod_human_face_detector",
-        [helper.make_tensor_value_info("pyramid", TensorProto.FLOAT, [1, 3, "rows", "cols"])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, x.shape[0], "r", "c"])],
-        initializer=g.initializers,
+    return _finish(
+        g, x, "mmod_human_face_detector",
+        helper.make_tensor_value_info("pyramid", TensorProto.FLOAT, [1, 3, "rows", "cols"]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, x.shape[0], "r", "c"]),
+        CONVERTER_VERSION,
     )  # fmt: skip
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="anfe",
-        producer_version=str(CONVERTER_VERSION), ir_version=8,
-    )  # fmt: skip
-    checker.check_model(model)
-    return model
 
 
 def _round(v: float) -> int:

@@ -219,7 +219,7 @@ def build_model(network: Network, fold_affine: bool = True):
 
     :param fold_affine: fold each affine into its convolution (else: explicit Mul and Add)
     """
-    from onnx import TensorProto, checker, helper
+    from onnx import TensorProto, helper
 
     first, *middle, loss = network.layers
     if not isinstance(first, InputRGB) or not isinstance(loss, LossMetric):
@@ -236,16 +236,25 @@ def build_model(network: Network, fold_affine: bool = True):
     tags: dict[int, _Value] = {}
     for layer in _fold_affines(middle) if fold_affine else middle:
         x = _add_layer(g, layer, x, tags)
-    g.nodes.append(helper.make_node("Identity", [x.name], ["embeddings"], name="embeddings"))
-    graph = helper.make_graph(
-        g.nodes, "dlib_face_recognition_resnet_model_v1",
-        [helper.make_tensor_value_info("chips", TensorProto.UINT8, ["N", first.rows, first.cols, 3])],
-        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", x.shape[0]])],
-        initializer=g.initializers,
+    return _finish(
+        g, x, "dlib_face_recognition_resnet_model_v1",
+        helper.make_tensor_value_info("chips", TensorProto.UINT8, ["N", first.rows, first.cols, 3]),
+        helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", x.shape[0]]),
+        CONVERTER_VERSION,
     )  # fmt: skip
+
+
+def _finish(g: _GraphBuilder, x: _Value, name: str, inputs, output, version: int):
+    """The checked ONNX model (``onnx.ModelProto``) of the graph built in ``g``, whose last value
+    ``x`` becomes the model's one ``output`` (an ``onnx.ValueInfoProto``, whose name it takes);
+    ``inputs``: the value info of its one input. Shared by dlib's two networks."""
+    from onnx import checker, helper
+
+    g.nodes.append(helper.make_node("Identity", [x.name], [output.name], name=output.name))
+    graph = helper.make_graph(g.nodes, name, [inputs], [output], initializer=g.initializers)
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="anfe",
-        producer_version=str(CONVERTER_VERSION), ir_version=8,
+        producer_version=str(version), ir_version=8,
     )  # fmt: skip
     checker.check_model(model)
     return model
