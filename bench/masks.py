@@ -32,7 +32,8 @@ from anfe.centroids.errors import AnfeError
 from anfe.centroids.imaging import decoding
 from anfe.centroids.storage.store import Store
 from anfe.centroids.vision import faces
-from anfe.centroids.vision.settings import Box, EmbeddingSettings
+from anfe.centroids.vision.detectors import Box
+from anfe.centroids.vision.settings import EmbeddingSettings
 
 FILLS = ("light", "dark", "patterned")
 MASK_VERSION = 1

@@ -32,7 +32,8 @@ from anfe.centroids.builder.workers import default_jobs, run_in_order
 from anfe.centroids.imaging import decoding
 from anfe.centroids.storage import shipped
 from anfe.centroids.vision import faces
-from anfe.centroids.vision.settings import Box, EmbeddingSettings
+from anfe.centroids.vision.detectors import Box
+from anfe.centroids.vision.settings import EmbeddingSettings
 
 
 def _shifted(box: Box, py: int, px: int) -> Box:

@@ -12,7 +12,7 @@ from typing import Any
 
 from anfe.centroids.model.age import AgeEstimates
 from anfe.centroids.model.centroid_set import Predictions
-from anfe.centroids.vision.settings import Box
+from anfe.centroids.vision.detectors import Box
 
 
 def classification(preds: Predictions, i: int) -> dict[str, Any]:

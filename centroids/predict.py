@@ -13,7 +13,8 @@ from anfe.centroids.errors import ImageOverBudget, InvalidParameter
 from anfe.centroids.imaging import decoding
 from anfe.centroids.model.centroid_set import CentroidSet
 from anfe.centroids.vision import detectors, encoders, faces
-from anfe.centroids.vision.settings import DEFAULT_MAX_SIDE, Box, EmbeddingSettings
+from anfe.centroids.vision.detectors import Box
+from anfe.centroids.vision.settings import DEFAULT_MAX_SIDE, EmbeddingSettings
 
 
 def embedding_settings(

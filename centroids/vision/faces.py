@@ -16,10 +16,11 @@ import numpy as np
 from PIL import Image
 
 from anfe.centroids.vision import detectors, encoders, requirements
+from anfe.centroids.vision.detectors import Box
 from anfe.centroids.vision.encoders.onnx_encoder import (
     face_chips,  # the chip dlib cuts, for either encoder
 )
-from anfe.centroids.vision.settings import DEFAULT_MAX_SIDE, Box, EmbeddingSettings
+from anfe.centroids.vision.settings import DEFAULT_MAX_SIDE, EmbeddingSettings
 
 # The second detection pass (tight crops): margins tried in turn, as a share of each side, and
 # their fill; chosen by the tight-crop figures of docs/results.md (`anfe bench --tight-crops`).

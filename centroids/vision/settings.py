@@ -7,9 +7,6 @@ from dataclasses import asdict, dataclass, field
 from anfe.centroids.errors import InvalidParameter
 from anfe.centroids.vision import detectors, encoders
 
-Box = tuple[int, int, int, int]
-
-
 DEFAULT_MAX_SIDE = 800
 
 
