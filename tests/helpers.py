@@ -119,6 +119,15 @@ def anfe(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.
     )
 
 
+def healthy(base: str) -> bool:
+    """Whether the service at ``base`` answers ``GET /health`` with 200 (False while it cannot be
+    reached yet)."""
+    try:
+        return requests.get(base + "/health", timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def wait_until(check, what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not check():

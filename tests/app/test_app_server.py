@@ -18,9 +18,10 @@ import requests
 from PIL import Image
 
 from anfe.centroids.storage.store import Store
-from tests.helpers import free_port, running_server, wait_until
+from tests.helpers import free_port, healthy, running_server, wait_until
 
 pytestmark = pytest.mark.slow
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")  # a log line's time
 
 
 @pytest.fixture(scope="module")
@@ -212,13 +213,7 @@ def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_
         assert re.match(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} anfe: serving ", first), first
         assert f" anfe: serving {base} ".encode() in first
 
-        def answers() -> bool:
-            try:
-                return requests.get(base + "/health", timeout=5).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(answers, "anfe serve to answer", seconds=240)
+        wait_until(lambda: healthy(base), "anfe serve to answer", seconds=240)
         for _ in range(3):
             assert requests.get(base + "/centroids", timeout=30).status_code == 200
         assert proc.poll() is None
@@ -233,9 +228,6 @@ def test_serve_keeps_serving_quietly_once_the_reader_of_its_output_has_gone(tmp_
     assert lines and not untimed, untimed  # every log line says when
 
 
-STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
-
-
 def test_sigterm_stops_the_service_gracefully_with_exit_code_0(tmp_path):
     """What `docker stop` sends: the service finishes, shuts its workers down and exits 0 (not 143,
     the status of a process killed by SIGTERM, which uvicorn would leave by raising it again)."""
@@ -245,14 +237,7 @@ def test_sigterm_stops_the_service_gracefully_with_exit_code_0(tmp_path):
     with open(tmp_path / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
-
-        def answers() -> bool:
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_until(answers, "anfe serve to answer", seconds=240)
+        wait_until(lambda: healthy(f"http://127.0.0.1:{port}"), "anfe serve to answer", seconds=240)
         proc.terminate()  # SIGTERM
         assert proc.wait(timeout=60) == 0
     finally:
