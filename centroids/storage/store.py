@@ -435,10 +435,23 @@ def expand_centroids(doc: dict[str, Any]) -> dict[str, Any]:
         if value is None or not vectors.is_packed(value):
             continue
         out = _copy_path(out, path)
-        flat = vectors.unpack(value)
-        # a matrix (prototypes, whitening, a router's or an age model's weights) as 128-d rows
-        _set(out, path, (flat.reshape(-1, 128) if flat.size > 128 else flat).tolist())
+        _set(
+            out,
+            path,
+            vectors.unpack(value, columns=128 if _is_matrix(doc, path) else None).tolist(),
+        )
     return out
+
+
+def _is_matrix(doc: dict[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether the array at ``path`` of a centroid document is a matrix of 128-d rows (one row
+    stays a matrix): prototypes, whitening, a router's weights, the ``bins`` age model's weights."""
+    return (
+        path[-2:] == ("router", "weights")
+        or path[-1] == "whitening"
+        or "prototypes" in path
+        or (path == ("age", "weights") and _get(doc, ("age", "method")) == "bins")
+    )
 
 
 def is_compact(doc: dict[str, Any]) -> bool:
