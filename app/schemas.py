@@ -34,6 +34,12 @@ class Age(BaseModel):
         description="the centroid set whose age model answered: the set's own, or the shipped "
         "default's for a set stored without one"
     )
+    under_13: float | None = Field(
+        default=None,
+        description="probability that the face is under 13, by which the set's child policy "
+        "routed it (null: the set has no child router); docs/results.md shows what treating "
+        "higher values as uncertain would cost",
+    )
 
 
 class Face(BaseModel):

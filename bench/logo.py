@@ -28,6 +28,9 @@ LOGO_BANDS = ((0, 3), (4, 12), (13, 17), (18, 39), (40, None))
 LOGO_BAND_NAMES = [f"{lo}+" if hi is None else f"{lo}-{hi}" for lo, hi in LOGO_BANDS]
 BOOTSTRAP = 1000
 MIN_CHILDREN = 60  # the targets hold for a group and gender with at least this many aged 4-12
+# stricter routings scored on the held-out group: uncertain from this p(under 13) (the answer's
+# age.under_13), on top of the policy; what covering the children with uncertain would cost adults
+STRICTER_FROM = (0.5, 0.3, 0.2, 0.1, 0.05)
 
 
 def band_index(ages: np.ndarray) -> np.ndarray:
@@ -93,6 +96,32 @@ def adults(preds: Predictions, ages: np.ndarray, genders: np.ndarray) -> dict[st
     }
 
 
+def stricter_rows(
+    preds: Predictions, before: Predictions, under_13: np.ndarray, ages: np.ndarray,
+    genders: np.ndarray,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """For each of :data:`STRICTER_FROM` (and the policy as it is, ``from`` None): faces with
+    ``under_13`` at least that are also uncertain; per gender, children 4-12 and under 4 answered
+    and wrong, and the adults' uncertain share against the set's own answers."""
+    kids, young, grown = (ages >= 4) & (ages <= 12), ages < 4, ages >= 18
+    rows = []
+    for t in (None, *STRICTER_FROM):
+        unc = preds.uncertain | (False if t is None else under_13 >= t)
+        row: dict[str, Any] = {"from": t}
+        for name, band in (("children_4_12", kids), ("under_4", young)):
+            for g in GENDERS:
+                given = band & (genders == g) & ~unc
+                row[f"{name}_{g}"] = {
+                    "n": int(np.sum(band & (genders == g))), "answered": int(given.sum()),
+                    "wrong": int(np.sum(given & (preds.gender != g))),
+                }  # fmt: skip
+        row["adults_uncertain_change"] = float(
+            np.mean(unc[grown]) - np.mean(before.uncertain[grown])
+        )
+        rows.append(row)
+    return rows
+
+
 def leave_one_group_out(
     cs: CentroidSet,
     x: np.ndarray,
@@ -131,6 +160,9 @@ def leave_one_group_out(
             "before": answer_rows(before, ages[test], genders[test], rng, boot),
             "adults": adults(preds, ages[test], genders[test]),
             "adults_before": adults(before, ages[test], genders[test]),
+            "stricter": stricter_rows(
+                preds, before, fitted.children.under_13(x[test]), ages[test], genders[test]
+            ),
         })  # fmt: skip
     return {"groups": out, "faces": int(len(x)), "method": method, "bootstrap": boot}
 

@@ -158,7 +158,38 @@ def logo_markdown(results: dict[str, Any]) -> list[str]:
             for g in a["groups"]
         ],
     )  # fmt: skip
-    return lines
+    return lines + stricter_markdown(a)
+
+
+def stricter_markdown(a: dict[str, Any]) -> list[str]:
+    """What covering more children with ``uncertain`` would cost the adults, per held-out group."""
+    if not all("stricter" in g for g in a["groups"]):
+        return []  # results written before this table existed
+
+    def cell(c: dict[str, int]) -> str:
+        return f"{c['answered']} / {c['wrong']}"
+
+    lines = [
+        "Stricter routings: faces whose p(under 13) (the answer's `age.under_13`) reaches the "
+        "threshold are uncertain too, on top of the policy. Answered / wrong of the held-out "
+        "children, and the adults' uncertain share against the set's own answers:",
+        "",
+    ]
+    rows = []
+    for g in a["groups"]:
+        for r in g["stricter"]:
+            rows.append([
+                g["group"], "policy" if r["from"] is None else f"≥ {r['from']:g}",
+                cell(r["children_4_12_female"]), cell(r["children_4_12_male"]),
+                cell(r["under_4_female"]), cell(r["under_4_male"]),
+                f"{100 * r['adults_uncertain_change']:+.2f}",
+            ])  # fmt: skip
+    return lines + _table(
+        ["held-out group", "uncertain from", "girls 4-12 answered / wrong",
+         "boys 4-12 answered / wrong", "girls under 4", "boys under 4",
+         "adults uncertain, change (points)"],
+        rows,
+    )  # fmt: skip
 
 
 def selection_markdown(policies: list[dict[str, Any]]) -> list[str]:

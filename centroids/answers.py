@@ -29,12 +29,15 @@ def classification(preds: Predictions, i: int) -> dict[str, Any]:
 
 
 def age(ages: AgeEstimates, i: int) -> dict[str, float | str]:
-    """The age of face ``i``: the estimate, its interval and the set whose age model answered."""
+    """The age of face ``i``: the estimate, its interval, the set whose age model answered, and
+    the probability that the face is under 13 by which its child policy routed it (None: the set
+    has no child router)."""
     return {
         "value": float(ages.value[i]),
         "low": float(ages.low[i]),
         "high": float(ages.high[i]),
         "model": ages.model,
+        "under_13": None if ages.under_13 is None else float(ages.under_13[i]),
     }
 
 

@@ -196,16 +196,18 @@ def _print_text(path: str, result: dict[str, Any]) -> None:
 
 CSV_COLUMNS = [
     "path", "face", "top", "right", "bottom", "left", "gender", "d_female", "d_male", "margin",
-    "confidence", "uncertain", "in_range", "age", "age_low", "age_high", "detection",
+    "confidence", "uncertain", "in_range", "age", "age_low", "age_high", "age_under_13", "detection",
     "error_code", "error",
 ]  # fmt: skip
 
 
 def _age_columns(age: dict[str, float] | None) -> dict[str, float]:
-    """The CSV columns of a face's age (empty when the set has no age model)."""
-    return (
-        {} if age is None else {"age": age["value"], "age_low": age["low"], "age_high": age["high"]}
-    )
+    """The CSV columns of a face's age (empty when the set has no age model; ``age_under_13``
+    empty when it has no child router)."""
+    if age is None:
+        return {}
+    under_13 = {} if age.get("under_13") is None else {"age_under_13": age["under_13"]}
+    return {"age": age["value"], "age_low": age["low"], "age_high": age["high"], **under_13}
 
 
 def _csv_printer():

@@ -85,6 +85,8 @@ class AgeEstimates:
     low: np.ndarray
     high: np.ndarray
     model: str = ""  # id of the centroid set whose age model answered
+    # p(under 13) from the set's child router (what routes the face; None: the set has none)
+    under_13: np.ndarray | None = None
 
 
 @dataclass

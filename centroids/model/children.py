@@ -62,6 +62,7 @@ class Answers(Protocol):
     margin: np.ndarray
     confidence: np.ndarray
     uncertain: np.ndarray
+    age: Any  # AgeEstimates or None
 
 
 METHODS = ("calibrate", "child-set", "abstain")
@@ -147,6 +148,13 @@ class Router:
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
+    def under_13(self, p: np.ndarray) -> np.ndarray | None:
+        """p(under :data:`CHILD_BELOW`) of faces with band probabilities ``p`` (None: the router
+        has no band ending there)."""
+        if CHILD_BELOW not in self.edges:
+            return None
+        return p[:, : self.edges.index(CHILD_BELOW) + 1].sum(axis=1)
+
     def band(self, x: np.ndarray) -> np.ndarray:
         """Band index of every face: ``len(edges)`` (adult) when p(adult) >= adult_confidence, -1
         (uncertain, whatever band) when p(under young_below) >= young_confidence."""
@@ -215,10 +223,17 @@ class ChildPolicy:
             raise InvalidParameter("a child policy without a router needs the estimated age")
         return np.digitize(np.asarray(age, dtype=np.float64), [r.below for r in self.rules])
 
+    def under_13(self, x: np.ndarray) -> np.ndarray | None:
+        """The router's p(under :data:`CHILD_BELOW`) of every row of ``x`` (None: no such band)."""
+        return None if self.router is None else self.router.under_13(self.router.probabilities(x))
+
     def apply(self, cs: References, x: np.ndarray, preds: Answers, age: np.ndarray | None) -> None:
-        """Rewrite, in ``preds``, the answers of faces routed to a band (by the router or age)."""
-        if self.router is not None and self.router.mixed_from is not None:
-            p = self.router.probabilities(x)
+        """Rewrite, in ``preds``, the answers of faces routed to a band (by the router or age);
+        the age estimates get the router's p(under 13) (``under_13``)."""
+        p = None if self.router is None else self.router.probabilities(x)
+        if p is not None and preds.age is not None:
+            preds.age.under_13 = self.router.under_13(p)
+        if p is not None and self.router.mixed_from is not None:
             d_f, d_m = (self.reference or cs).distances(x)
             young = answer_by_agreement(self.rules, self.router, p, d_m - d_f, preds)
             if self.reference is not None:
@@ -349,7 +364,7 @@ def answer_by_agreement(
     """
     edges = list(router.edges)
     child_band, adult_band = edges.index(CHILD_BELOW), len(edges)
-    u = p[:, : child_band + 1].sum(axis=1)
+    u = router.under_13(p)
     young_bands, young_confidence = router.young_gate()
     young = (
         p[:, :young_bands].sum(axis=1) >= young_confidence

@@ -268,6 +268,8 @@ def test_predict_csv_has_one_row_per_face_and_per_failed_image(built_db, tmp_pat
         float(face["margin"])
     )
     assert failed["error_code"] == "unsupported_media_type" and failed["gender"] == ""
+    assert 0 <= float(face["age_under_13"]) < 0.5  # g_50 borrows the default's router
+    assert failed["age_under_13"] == ""
 
 
 def piped(

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from anfe.app import Settings, create_app
 from anfe.bench import ages, tight
 from anfe.bench.report_ages import ages_markdown, tight_markdown
+from anfe.centroids.answers import classification
 from anfe.centroids.builder import datasets
 from anfe.centroids.builder.extract import embed_paths
 from anfe.centroids.imaging import decoding
@@ -87,7 +88,9 @@ def test_api_answers_carry_age_and_detection(tmp_path, lfw_male):
         body = client.post("/predict", files={"file": ("a.jpg", lfw_male.read_bytes())}).json()
         schema = client.get("/openapi.json").json()["components"]["schemas"]
     [face] = body["faces"]
-    assert set(face["age"]) == {"value", "low", "high", "model"}
+    assert set(face["age"]) == {"value", "low", "high", "model", "under_13"}
+    assert 0 <= face["age"]["under_13"] < 0.5  # an adult: routed as one
+    assert "under_13" in schema["Age"]["properties"]
     assert face["age"]["model"] == shipped.DEFAULT_CENTROIDS
     assert face["detection"] == "first_pass"
     assert {"age", "detection"} <= set(schema["Face"]["properties"])
@@ -274,9 +277,22 @@ def test_leave_one_group_out_protocol_on_a_small_draw(grouped_sample, default_se
                 assert r[k]["wrong_count"] <= r[k]["answered_count"] <= r[k]["n"]
         chosen = g["chosen"]
         assert 0 < chosen["mixed_from"] <= chosen["child_from"] <= 1
+        # stricter routings only take answers away, and the first row is the policy as scored
+        policy, *stricter = g["stricter"]
+        kids_4_12 = {k: g["answers"][1][k] for k in ("female", "male")}
+        for k in ("female", "male"):
+            assert policy[f"children_4_12_{k}"]["answered"] == kids_4_12[k]["answered_count"]
+            assert policy[f"children_4_12_{k}"]["wrong"] == kids_4_12[k]["wrong_count"]
+        for looser, stricter_row in zip(g["stricter"], stricter, strict=False):
+            for key, cell in stricter_row.items():
+                if isinstance(cell, dict):
+                    assert cell["answered"] <= looser[key]["answered"]
+                    assert cell["wrong"] <= looser[key]["wrong"]
+            assert stricter_row["adults_uncertain_change"] >= looser["adults_uncertain_change"]
     result["column"] = "race"
     text = "\n".join(logo_markdown({"ages": {"leave_one_group_out": result}}))
     assert "## Leave one group out (race;" in text and "| 4-12 |" in text
+    assert "| uncertain from |" in text and "| ≥ 0.05 |" in text
 
 
 def test_age_bins_model_round_trips_and_gives_band_probabilities(aged_sample, default_set):
@@ -399,6 +415,12 @@ def test_children_are_routed_by_the_router_stored_with_the_policy(default_set):
     under_13 = p[:, 0] + p[:, 1]
     assert (under_13[:4] >= router.child_from).all() and (under_13[4:] < router.mixed_from).all()
     assert np.allclose(p.sum(axis=1), 1.0)
+    # every answer says by what probability it was routed, and a face routed from the mixed zone
+    # on is never a confident answer of the set's adults (the shipped child rules never answer)
+    answers = [classification(default_set.classify(x), i) for i in range(len(x))]
+    assert np.allclose([a["age"]["under_13"] for a in answers], under_13)
+    assert all(a["uncertain"] for a, u in zip(answers, under_13, strict=True)
+               if u >= router.mixed_from)  # fmt: skip
 
 
 def test_second_pass_encodings_are_compared_on_photos_outside_the_bench_draw(capsys):
