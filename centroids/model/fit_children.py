@@ -70,11 +70,12 @@ AGREE_ADULT = (0.0, 0.5, 0.65, 0.8)  # router.adult_confidence (0: older faces g
 AGREE_YOUNG = (0.1, 0.2, 0.3)  # router.young_confidence
 TEEN_SURE = (0.75, 0.85, ALWAYS)  # the teenagers' rule: answers from this confidence
 CHILD_SURE = (0.75, 0.8, 0.85, 0.9, 0.95, ALWAYS)  # the children's, per answer
-ADULTS_UNCERTAIN_SLACK = 0.01  # adults may become uncertain by at most 1 point more
+ADULTS_UNCERTAIN_SLACK = 0.01  # the adults of every group may become uncertain by 1 point more
 ADULTS_BALANCED_DROP = 0.002  # and lose at most 0.2 point of balanced accuracy
 # when no combination qualifies (children never answered), the routing with the fewest wrong
-# answers to faces under 13 among those keeping adults within this (the issue's 1.5 points)
+# answers to faces under 13 among those keeping every group's adults within this (1.5 points)
 FALLBACK_UNCERTAIN_SLACK = 0.015
+MIN_GROUP_ADULTS = 100  # a group's adults count on their own from this many (else only pooled)
 MIN_CELL = 20  # a (group, band, gender) cell of the validation faces counts from this many faces
 SMALL_ANSWERED = 12.5  # a cell may hold max_wrong * max(answered, this) wrong answers
 
@@ -451,9 +452,12 @@ def choose_agreement(
     :func:`anfe.centroids.model.children.answer_by_agreement` answers. A combination qualifies when
     in **every group**, for each band under 13 and each gender with at least :data:`MIN_CELL`
     faces, at most ``max_wrong`` of the answers are wrong (counted against at least
-    :data:`SMALL_ANSWERED` answers), and the adults (pooled) become uncertain by at most
-    :data:`ADULTS_UNCERTAIN_SLACK` more and lose at most :data:`ADULTS_BALANCED_DROP` of balanced
-    accuracy against the set's own answers. The one answering the most children aged 4-12 is
+    :data:`SMALL_ANSWERED` answers), the adults of every group (of at least
+    :data:`MIN_GROUP_ADULTS`), and pooled, become uncertain by at most
+    :data:`ADULTS_UNCERTAIN_SLACK` more (a group's adults are a new group's stand-in: pooled, the
+    many white faces would hide a group whose adults the router reads as young), and the adults
+    (pooled) lose at most :data:`ADULTS_BALANCED_DROP` of balanced accuracy against the set's own
+    answers. The one answering the most children aged 4-12 is
     kept. When none qualifies, children and teenagers are never answered and, among the routings
     keeping the adults within :data:`FALLBACK_UNCERTAIN_SLACK`, the one with the fewest wrong
     answers to faces under 13 is kept (those are faces read as older).
@@ -497,6 +501,18 @@ def choose_agreement(
         )
 
     base_unc, base_bal = float(own.uncertain[adult].mean()), balanced(own.gender)
+    _, group_of = np.unique(held, return_inverse=True)
+    adults_per_group = np.bincount(group_of[adult])
+    counted = adults_per_group >= MIN_GROUP_ADULTS
+    sure_before = np.bincount(group_of[adult & ~own.uncertain], minlength=len(adults_per_group))
+
+    def worst_uncertain_change(given: np.ndarray, pooled: float) -> float:
+        """The largest rise of the adults' uncertain share against the set's own: in a group of
+        at least :data:`MIN_GROUP_ADULTS` adults, or pooled."""
+        sure = np.bincount(group_of[adult & given], minlength=len(adults_per_group))
+        rises = (sure_before - sure)[counted] / adults_per_group[counted]
+        return float(max(pooled, *rises)) if len(rises) else pooled
+
     best, fallback, tried = None, None, 0
     for lo in MIXED_FROM:
         for hi in CHILD_FROM:
@@ -527,7 +543,8 @@ def choose_agreement(
                                 slack = (
                                     FALLBACK_UNCERTAIN_SLACK if never else ADULTS_UNCERTAIN_SLACK
                                 )
-                                if adult_unc - base_unc > slack:
+                                worst = worst_uncertain_change(given, adult_unc - base_unc)
+                                if worst > slack:
                                     continue
                                 if base_bal - balanced(shown) > ADULTS_BALANCED_DROP:
                                     continue
@@ -545,13 +562,14 @@ def choose_agreement(
                                     "children_answered": float(given[kids].mean()),
                                     "children_wrong_answers": int(np.sum(wrong & ~adult)),
                                     "adults_uncertain_change": float(adult_unc - base_unc),
+                                    "adults_uncertain_change_worst_group": worst,
                                     "adults_balanced_change": balanced(shown) - base_bal,
                                     "within_bounds": ok,
                                 }  # fmt: skip
                                 row["under_13_wrong_answers"] = int(
                                     np.sum(wrong & (band <= child_band))
                                 )
-                                ok = ok and adult_unc - base_unc <= ADULTS_UNCERTAIN_SLACK
+                                ok = ok and worst <= ADULTS_UNCERTAIN_SLACK
                                 if ok and (
                                     best is None
                                     or row["children_answered"] > best["children_answered"]

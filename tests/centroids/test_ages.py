@@ -295,6 +295,43 @@ def test_leave_one_group_out_protocol_on_a_small_draw(grouped_sample, default_se
     assert "| uncertain from |" in text and "| ≥ 0.05 |" in text
 
 
+def test_the_routing_keeps_the_adults_of_every_group_within_bounds(
+    grouped_sample, default_set, monkeypatch
+):
+    """choose_agreement bounds each group's adults, not only their pool (on the shipped router)."""
+    from copy import deepcopy
+
+    x, age, gender, race = grouped_sample
+    policy = deepcopy(default_set.children)
+    own = replace(default_set, age=None, children=None).classify(x)
+    d_f, d_m = policy.reference.distances(x)
+    p = policy.router.probabilities(x)
+
+    def choose() -> tuple[dict, children.Router, list[children.BandRule]]:
+        router, rules = deepcopy(policy.router), deepcopy(policy.rules)
+        chosen = fit_children.choose_agreement(
+            router, rules, p, d_m - d_f, own, age, gender, race, policy.max_wrong
+        )
+        return chosen, router, rules
+
+    monkeypatch.setattr(fit_children, "MIN_GROUP_ADULTS", 10)  # 14 adults per group here
+    chosen, router, rules = choose()
+    answered = deepcopy(own)  # the chosen routing, applied: each group's adults within the worst
+    children.answer_by_agreement(rules, router, p, d_m - d_f, answered)
+    adults = age >= 18
+    worst, pooled = chosen["adults_uncertain_change_worst_group"], chosen["adults_uncertain_change"]
+
+    def rise(rows: np.ndarray) -> float:
+        return float(np.mean(answered.uncertain[rows]) - np.mean(own.uncertain[rows]))
+
+    assert max(rise(adults & (race == g)) for g in set(race)) == pytest.approx(worst)
+    assert rise(adults) == pytest.approx(pooled)
+    assert pooled <= worst + 1e-12 <= fit_children.FALLBACK_UNCERTAIN_SLACK + 1e-12
+    monkeypatch.setattr(fit_children, "MIN_GROUP_ADULTS", 1000)  # no group counts: the pool
+    chosen = choose()[0]
+    assert chosen["adults_uncertain_change_worst_group"] == chosen["adults_uncertain_change"]
+
+
 def test_age_bins_model_round_trips_and_gives_band_probabilities(aged_sample, default_set):
     from anfe.centroids.model.age import AgeBins, age_model_from_doc
 
