@@ -36,14 +36,16 @@ FIELDS = ["path", "gender", "age", "race"]
 ENV = {"OMP_NUM_THREADS": "1"}
 
 
-def _folder(root: Path, items: list[datasets.Item], fields: list[str]) -> Path:
+def _folder(root: Path, items: list[datasets.Item], fields: list[str], blank_race: int = 0) -> Path:
     """``root`` holding links to ``items`` under female/ and male/, and their labels.csv with
-    ``fields``."""
+    ``fields``; the race of the first ``blank_race`` rows left empty."""
     rows = []
-    for it in items:
+    for i, it in enumerate(items):
         rel = it.path.relative_to(UTKFACE).as_posix()
         link(it.path, root / rel)
         rows.append({"path": rel, "gender": it.gender, **it.extra})
+        if i < blank_race:
+            rows[-1]["race"] = ""
     write_labels(root, rows, fields)
     return root
 
@@ -176,3 +178,24 @@ def test_results_md_holds_the_leave_one_group_out_tables_of_the_run(run, results
     assert [(row[0], int(row[1])) for row in adults] == [
         (r, counts[r, "18-39"] + counts[r, "40+"]) for r in races
     ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "blank_race"),
+    [(["path", "gender", "age"], 0), (FIELDS, 1)],
+    ids=["no race column", "one race value empty"],
+)
+def test_images_without_a_race_are_one_usage_error_before_any_work(
+    drawn, tmp_path, fields, blank_race
+):
+    train = _folder(tmp_path / "utkface", drawn, fields, blank_race)
+    proc = _bench_ages(train, tmp_path / "out", tmp_path / "db")
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2
+    assert len(err) == 1 and "Traceback" not in proc.stderr
+    lacking = drawn[:blank_race] or drawn
+    first = min(lacking, key=lambda it: it.path.relative_to(UTKFACE).as_posix())
+    assert err[0].startswith("anfe: error: --ages holds out each 'race' group in turn")
+    assert f"{len(lacking)} of the {len(drawn)} images with an age have no 'race'" in err[0]
+    assert f"(the first: {first.path.name})" in err[0]
+    assert proc.stdout == "" and not (tmp_path / "out").exists()
