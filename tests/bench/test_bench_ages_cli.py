@@ -19,7 +19,7 @@ from subprocess import CompletedProcess
 import numpy as np
 import pytest
 
-from anfe.bench.logo import LOGO_BAND_NAMES, LOGO_BANDS, band_index
+from anfe.bench.logo import LOGO_BAND_NAMES, LOGO_BANDS, STRICTER_FROM, band_index
 from anfe.centroids.builder import datasets
 from anfe.centroids.builder.ages import set_settings
 from anfe.centroids.builder.extract import embed_paths
@@ -154,6 +154,14 @@ def test_each_group_is_scored_on_its_own_faces_of_both_sides_of_the_split(result
         assert g["adults"]["n"] == counts[race, "18-39"] + counts[race, "40+"]
         assert g["children_4_12"] == {k: counts[race, "4-12", k] for k in ("female", "male")}
         assert 0 < g["chosen"]["mixed_from"] <= g["chosen"]["child_from"] <= 1
+        assert [r["from"] for r in g["stricter"]] == [None, *STRICTER_FROM]
+        for key, band in (("children_4_12", "4-12"), ("under_4", "0-3")):
+            for k in ("female", "male"):
+                cells = [r[f"{key}_{k}"] for r in g["stricter"]]
+                assert {c["n"] for c in cells} == {counts[race, band, k]}
+                answered = [c["answered"] for c in cells]  # stricter: never more answers
+                assert answered == sorted(answered, reverse=True)
+                assert all(c["wrong"] <= c["answered"] for c in cells)
 
 
 def test_results_md_holds_the_leave_one_group_out_tables_of_the_run(run, results, faces):
@@ -161,7 +169,7 @@ def test_results_md_holds_the_leave_one_group_out_tables_of_the_run(run, results
     races = sorted({it.extra["race"] for it in faces})
     md = (run.out / "results.md").read_text()
     assert f"\n## Leave one group out (race; {len(faces)} faces, child-set)\n" in md
-    age, answers, adults = _tables(md, "Leave one group out")
+    age, answers, adults, stricter = _tables(md, "Leave one group out")
     assert [row[0] for row in age] == races
     for row in age:
         mae = row[1 : 1 + len(LOGO_BAND_NAMES)]
@@ -175,6 +183,9 @@ def test_results_md_holds_the_leave_one_group_out_tables_of_the_run(run, results
             counts[race, band, "female"],
             counts[race, band, "male"],
         ]
+    assert [tuple(row[:2]) for row in stricter] == list(
+        product(races, ["policy", *(f"≥ {t:g}" for t in STRICTER_FROM)])
+    )
     assert [(row[0], int(row[1])) for row in adults] == [
         (r, counts[r, "18-39"] + counts[r, "40+"]) for r in races
     ]
