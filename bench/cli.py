@@ -137,7 +137,8 @@ def register(subparsers) -> None:
         "--ages",
         action="store_true",
         help="fit the age model and every child policy on the train side (all ages) and score "
-        "them on the held-out side: age error by band, answers by age band and gender",
+        "them on the held-out side: age error by band, answers by age band and gender; and "
+        "the same leaving each race group out in turn (labels.csv: age and race columns)",
     )
     p.add_argument(
         "--tight-crops",

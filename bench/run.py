@@ -153,6 +153,8 @@ def read_and_split(cfg: BenchConfig, log=print) -> TrainSide:
     for path in cfg.tests:  # a mistyped test folder fails now, not after the build
         datasets.layout(path)
     all_train = datasets.read_dataset(cfg.train)
+    if cfg.ages:
+        require_groups(all_train)
     split_info = None
     train_items = all_train
     held_out: list[datasets.Item] | None = None
@@ -172,6 +174,23 @@ def read_and_split(cfg: BenchConfig, log=print) -> TrainSide:
         datasets.require_ages(train_items)
     pool = datasets.adults(train_items, cfg.min_age) if cfg.min_age else train_items
     return TrainSide(train_layout, all_train, train_items, pool, held_out, split_info)
+
+
+def require_groups(items: list[datasets.Item]) -> None:
+    """Refuse ``--ages`` before any work on a folder whose aged images do not all carry a
+    ``race``: its leave-one-group-out (:mod:`anfe.bench.logo`) holds out each group in turn.
+
+    :raises InvalidParameter: no image has an age, or an image with an age has no group
+    """
+    datasets.require_ages(items, "--ages")
+    aged = [it for it in items if it.extra.get("age", "").strip().isdigit()]
+    lacking = [it for it in aged if not it.extra.get(GROUP_COLUMN, "").strip()]
+    if lacking:
+        raise InvalidParameter(
+            f"--ages holds out each '{GROUP_COLUMN}' group in turn, and {len(lacking)} of the "
+            f"{len(aged)} images with an age have no '{GROUP_COLUMN}' in labels.csv (the first: "
+            f"{lacking[0].path.name}); give each one a value, or leave out --ages"
+        )
 
 
 def build_sets(cfg: BenchConfig, store: Store, train: TrainSide, log=print) -> TrainedSets:

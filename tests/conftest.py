@@ -98,3 +98,14 @@ def training_embeddings(training_db) -> dict:
             progress=False,
         )  # fmt: skip
     return {g: np.stack(drawn[g].vectors) for g in ("female", "male")}
+
+
+@pytest.fixture(scope="session")
+def default_set():
+    """The shipped default centroid set (``g_5000-mahalanobis``), with its age model and child
+    policy, as ``anfe bench --ages`` scores it."""
+    from anfe.centroids.model.centroid_set import CentroidSet
+    from anfe.centroids.storage import shipped
+
+    docs = {d["_id"]: d for d in shipped.shipped_documents()}
+    return CentroidSet.from_doc(docs[shipped.DEFAULT_CENTROIDS])

@@ -13,15 +13,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from anfe.centroids.builder.datasets import Item
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANFE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
@@ -51,6 +55,34 @@ def read_labels(root: Path) -> list[dict[str, str]]:
     """The rows of ``root/labels.csv``."""
     with open(root / "labels.csv", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def link(src: Path, dst: Path) -> None:
+    """Put a symbolic link to ``src`` at ``dst``, creating its folders."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src)
+
+
+def write_labels(root: Path, rows: list[dict[str, str]], fields: list[str]) -> None:
+    """Write ``root/labels.csv`` with the columns ``fields`` of ``rows``."""
+    with open(root / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows({k: r[k] for k in fields} for r in rows)
+
+
+def grouped_draw(items: Iterable[Item], cells: Iterable[tuple[int, int, int]]) -> list[Item]:
+    """For each ``race`` group (sorted), gender and cell ``(lo, hi, n)`` in turn: the first ``n``
+    of ``items`` of that group and gender aged lo..hi (items without a race are left out)."""
+    items = [it for it in items if it.extra.get("race")]
+    cells = list(cells)
+    draw = []
+    for race in sorted({it.extra["race"] for it in items}):
+        for g in ("female", "male"):
+            for lo, hi, n in cells:
+                draw += [it for it in items if it.extra["race"] == race and it.gender == g
+                         and lo <= int(it.extra["age"]) <= hi][:n]  # fmt: skip
+    return draw
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ the person-overlap check has something to catch. All fixtures are symlinks made 
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -17,24 +16,12 @@ from PIL import Image
 
 from anfe.bench.report import FILES
 from anfe.cli import main
-from tests.helpers import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE, link, write_labels
 
 SHARED_PERSON = "Ai_Sugiyama"
 PER_GENDER_TEST = 10
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_data")]
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.symlink_to(src)
-
-
-def _write_labels(root: Path, rows: list[dict[str, str]], fields: list[str]) -> None:
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows({k: r[k] for k in fields} for r in rows)
 
 
 def _utk(utk_rows, gender: str, adult: bool, start: int, n: int) -> list[dict[str, str]]:
@@ -52,8 +39,8 @@ def folders(tmp_path_factory, utk_rows, lfw_rows) -> dict[str, Path]:
     train, lfw, utk = root / "train", root / "lfw", root / "utk"
     train_rows = _utk(utk_rows, "female", True, 0, 15) + _utk(utk_rows, "male", True, 0, 16)
     for r in train_rows:
-        _link(UTKFACE / r["path"], train / r["path"])
-    _link(
+        link(UTKFACE / r["path"], train / r["path"])
+    link(
         LFW / f"actresses/{SHARED_PERSON}/{SHARED_PERSON}_0001.jpg",
         train / f"female/{SHARED_PERSON}/{SHARED_PERSON}_0001.jpg",
     )
@@ -63,8 +50,8 @@ def folders(tmp_path_factory, utk_rows, lfw_rows) -> dict[str, Path]:
         adults = [r for r in _utk(utk_rows, g, True, 40, 12) if r["path"] not in used][:7]
         test_rows += adults + _utk(utk_rows, g, False, 3, PER_GENDER_TEST - len(adults))
     for r in test_rows:
-        _link(UTKFACE / r["path"], utk / r["path"])
-    _write_labels(utk, test_rows, ["path", "gender", "age", "race"])
+        link(UTKFACE / r["path"], utk / r["path"])
+    write_labels(utk, test_rows, ["path", "gender", "age", "race"])
     firsts = {}
     for r in lfw_rows:
         if r["person"] != SHARED_PERSON:
@@ -73,7 +60,7 @@ def folders(tmp_path_factory, utk_rows, lfw_rows) -> dict[str, Path]:
     for g, n in (("female", PER_GENDER_TEST - 1), ("male", PER_GENDER_TEST)):
         picked += [LFW / r["path"] for (gg, _), r in firsts.items() if gg == g][:n]
     for src in picked:
-        _link(src, lfw / src.relative_to(LFW))
+        link(src, lfw / src.relative_to(LFW))
     return {"train": train, "lfw": lfw, "utk": utk}
 
 

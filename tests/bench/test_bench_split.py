@@ -9,14 +9,9 @@ import pytest
 
 from anfe.bench.config import limit_per_gender, person_overlap
 from anfe.centroids.builder.datasets import read_dataset, split
-from tests.helpers import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE, link
 
 pytestmark = pytest.mark.usefixtures("real_data")
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.symlink_to(src)
 
 
 @pytest.fixture
@@ -32,7 +27,7 @@ def by_person(tmp_path, lfw_rows) -> Path:
     root = tmp_path / "people"
     for (gender, person), paths in chosen:
         for p in paths:
-            _link(LFW / p, root / gender / person / Path(p).name)
+            link(LFW / p, root / gender / person / Path(p).name)
     return root
 
 
@@ -59,10 +54,10 @@ def test_split_without_persons_keeps_identical_images_together(tmp_path, utk_row
         r for r in utk_rows if r["gender"] == "male"
     ][:30]
     for r in rows:
-        _link(UTKFACE / r["path"], root / r["path"])
+        link(UTKFACE / r["path"], root / r["path"])
     # the same photo filed twice under other names, as scraped collections do
     for i, r in enumerate(rows[:10]):
-        _link(UTKFACE / r["path"], root / r["gender"] / f"copy_{i}.jpg")
+        link(UTKFACE / r["path"], root / r["gender"] / f"copy_{i}.jpg")
     items = read_dataset(root)
     train, test, how = split(items, 0.4, seed=0)
     assert how.startswith("by image content")
@@ -77,9 +72,9 @@ def test_overlap_check_matches_names_across_layouts(tmp_path, by_person):
     facescrub = tmp_path / "facescrub"
     other = next(it for it in items if it.person == woman.person and it.path != woman.path)
     # the same person, spelt with spaces instead of underscores, in the FaceScrub layout
-    _link(other.path.resolve(), facescrub / "actresses" / woman.person.replace("_", " ") / "a.jpg")
+    link(other.path.resolve(), facescrub / "actresses" / woman.person.replace("_", " ") / "a.jpg")
     man = next(it for it in items if it.gender == "male" and it.person != woman.person)
-    _link(man.path.resolve(), facescrub / "actors" / "Someone Else" / "b.jpg")
+    link(man.path.resolve(), facescrub / "actors" / "Someone Else" / "b.jpg")
     train = [it for it in items if it.path != other.path]
     o = person_overlap(train, read_dataset(facescrub))
     assert o["known"] is True
@@ -91,7 +86,7 @@ def test_overlap_check_matches_names_across_layouts(tmp_path, by_person):
 def test_overlap_is_unknown_when_a_set_names_no_person(tmp_path, by_person, utk_rows):
     root = tmp_path / "crops"
     for r in utk_rows[:4] + utk_rows[-4:]:
-        _link(UTKFACE / r["path"], root / r["path"])
+        link(UTKFACE / r["path"], root / r["path"])
     o = person_overlap(read_dataset(root), read_dataset(by_person))
     assert o["known"] is False and o["persons"] == 0
 

@@ -28,15 +28,9 @@ from anfe.centroids.storage import shipped
 from anfe.centroids.storage.store import Store
 from anfe.centroids.vision import faces
 from anfe.centroids.vision.settings import EmbeddingSettings
-from tests.helpers import LFW, UTKFACE
+from tests.helpers import LFW, UTKFACE, grouped_draw
 
 pytestmark = pytest.mark.usefixtures("real_data")
-
-
-@pytest.fixture(scope="module")
-def default_set() -> CentroidSet:
-    docs = {d["_id"]: d for d in shipped.shipped_documents()}
-    return CentroidSet.from_doc(docs[shipped.DEFAULT_CENTROIDS])
 
 
 def held_out(gender: str, lo: int, hi: int, n: int) -> list[datasets.Item]:
@@ -164,16 +158,8 @@ def aged_sample(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def grouped_sample(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(embeddings, ages, genders, race) of 36 held-out UTKFace faces per race group, of every age
     band and both genders."""
-    items = [
-        it for it in datasets.split(datasets.read_dataset(UTKFACE), 0.2, 0)[1]
-        if it.extra.get("race")
-    ]  # fmt: skip
-    draw = []
-    for race in sorted({it.extra["race"] for it in items}):
-        for g in ("female", "male"):
-            for lo, hi, n in ((1, 3, 3), (4, 12, 6), (13, 17, 2), (18, 80, 7)):
-                draw += [it for it in items if it.extra["race"] == race and it.gender == g
-                         and lo <= int(it.extra["age"]) <= hi][:n]  # fmt: skip
+    held = datasets.split(datasets.read_dataset(UTKFACE), 0.2, 0)[1]
+    draw = grouped_draw(held, ((1, 3, 3), (4, 12, 6), (13, 17, 2), (18, 80, 7)))
     with Store(str(tmp_path_factory.mktemp("grouped") / "db")) as s:
         emb = embed_paths([it.path for it in draw], EmbeddingSettings(cropped=True), s, jobs=1,
                           progress=False)  # fmt: skip
