@@ -68,6 +68,8 @@ class BenchConfig:
                 raise InvalidParameter(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
         if any(not 0.0 < f < 0.5 for f in self.tight_crops):
             raise InvalidParameter("--tight-crops fractions must be between 0 and 0.5")
+        if self.ages and all(t.resolve() != self.train.resolve() for t in self.tests):
+            raise InvalidParameter("--ages needs the train folder among the --test folders")
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)

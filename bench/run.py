@@ -51,6 +51,7 @@ from anfe.centroids.builder.sets import (
 from anfe.centroids.builder.workers import default_jobs
 from anfe.centroids.errors import DatasetError, InvalidParameter
 from anfe.centroids.model.centroid_set import GENDERS, CentroidSet
+from anfe.centroids.model.fit_children import CHILD_AGE
 from anfe.centroids.storage import shipped
 from anfe.centroids.storage.store import Store, describe_uri
 
@@ -191,6 +192,17 @@ def require_groups(items: list[datasets.Item]) -> None:
             f"{len(aged)} images with an age have no '{GROUP_COLUMN}' in labels.csv (the first: "
             f"{lacking[0].path.name}); give each one a value, or leave out --ages"
         )
+    groups = sorted({it.extra[GROUP_COLUMN].strip() for it in aged})
+    for group in groups:  # each fit without one group needs, in the others, children of each gender
+        others = [it for it in aged if it.extra[GROUP_COLUMN].strip() != group]
+        for gender in GENDERS:
+            young = sum(it.gender == gender and int(it.extra["age"]) < CHILD_AGE for it in others)
+            if young < 2:
+                raise InvalidParameter(
+                    f"--ages fits the child references without each '{GROUP_COLUMN}' group, and "
+                    f"without '{group}' only {young} {gender} image(s) under {CHILD_AGE} are "
+                    f"left (at least 2 needed); add some, or leave out --ages"
+                )
 
 
 def build_sets(cfg: BenchConfig, store: Store, train: TrainSide, log=print) -> TrainedSets:

@@ -210,3 +210,31 @@ def test_images_without_a_race_are_one_usage_error_before_any_work(
     assert f"{len(lacking)} of the {len(drawn)} images with an age have no 'race'" in err[0]
     assert f"(the first: {first.path.name})" in err[0]
     assert proc.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_ages_without_the_train_folder_among_the_tests_is_refused_before_any_work(drawn, tmp_path):
+    train = _folder(tmp_path / "utkface", drawn, FIELDS)
+    other = _folder(tmp_path / "other", drawn, FIELDS)  # a test folder, not the train folder
+    proc = anfe(
+        "bench", "--train", str(train), "--test", str(other), "--sizes", "4",
+        "--min-age", "18", "--ages", "--db", str(tmp_path / "db"), "--out", str(tmp_path / "out"),
+        env=ENV, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "anfe: error: --ages needs the train folder among the --test folders"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_group_holding_all_the_boys_is_refused_before_any_work(drawn, tmp_path):
+    """Without 'white', no boy under 18 would be left to fit the child references on."""
+    kept = [it for it in drawn
+            if not (it.gender == "male" and int(it.extra["age"]) < 18)
+            or it.extra["race"] == "white"]  # fmt: skip
+    train = _folder(tmp_path / "utkface", kept, FIELDS)
+    proc = _bench_ages(train, tmp_path / "out", tmp_path / "db")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "without 'white' only 0 male image(s) under 18 are left" in line
+    assert not (tmp_path / "out").exists()
