@@ -60,8 +60,13 @@ def check(name: str) -> str:
 
 
 def default_detector() -> str:
-    """``$ANFE_DETECTOR`` if set, else ``hog``. :raises InvalidParameter: an unknown name"""
-    return check(os.environ.get(ENV_VAR) or DEFAULT_DETECTOR)
+    """``$ANFE_DETECTOR`` if set, else ``hog``. :raises InvalidParameter: an unknown name (the
+    message names the variable, as the user did not type the name on this command line)"""
+    name = os.environ.get(ENV_VAR) or DEFAULT_DETECTOR
+    if name not in DETECTORS:
+        raise InvalidParameter(f"{ENV_VAR}={name!r}: the detector must be one of "
+                               f"{', '.join(DETECTORS)}")  # fmt: skip
+    return name
 
 
 def default_upsample(detector: str) -> int:

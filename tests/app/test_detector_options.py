@@ -67,7 +67,7 @@ def test_cli_refuses_a_bad_detector_or_max_side_in_one_line_with_exit_2(tmp_path
     done = anfe("predict", str(lfw_female), "--db", db, env={"ANFE_DETECTOR": "retina"})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "anfe: error: detector must be one of hog, cnn, not 'retina'"
+        "anfe: error: ANFE_DETECTOR='retina': the detector must be one of hog, cnn"
     ]
     done = anfe("predict", str(lfw_female), "--max-side", "10", "--db", db)
     assert done.returncode == 2 and "max_side must be 0" in done.stderr

@@ -20,7 +20,7 @@ def test_an_unknown_detector_is_refused_in_one_clear_line(monkeypatch):
     with pytest.raises(InvalidParameter, match="detector must be one of hog, cnn"):
         EmbeddingSettings(detector="HOG")
     monkeypatch.setenv(detectors.ENV_VAR, "yolo")
-    with pytest.raises(InvalidParameter, match="not 'yolo'"):
+    with pytest.raises(InvalidParameter, match="^ANFE_DETECTOR='yolo': the detector must be"):
         detectors.default_detector()
     monkeypatch.setenv(detectors.ENV_VAR, "cnn")
     assert detectors.default_detector() == "cnn"
