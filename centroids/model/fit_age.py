@@ -11,8 +11,9 @@ face of a group the model never saw is then covered as one of those groups was.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,27 @@ WEIGHT_BANDS = (4.0, 13.0, 18.0, 40.0)  # the age bands of the weighting cells
 TAILS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2)
 MIN_GROUP_FACES = 30  # a group's coverage in a bin counts from this many faces
 FOLDS = 5  # without groups, folds stand in for them
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_blas_thread(fit: F) -> F:
+    """Run ``fit`` with the BLAS and OpenMP libraries on one thread (threadpoolctl).
+
+    The fits here are many small matrix products (lbfgs on 128 columns): a second thread made
+    ``python -m anfe.bench.logo`` 1.76x slower on the 2-core machine (189 s against 107 s, quiet),
+    and its sums, taken in an order that depends on the thread count, moved a held-out group's
+    interval coverage by a face or two. One thread gives the same figures on every machine.
+    """
+
+    @functools.wraps(fit)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return fit(*args, **kwargs)
+
+    return limited  # type: ignore[return-value]
 
 
 def cell_weights(ages: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
@@ -101,6 +123,7 @@ def choose_tails(
     return tails
 
 
+@one_blas_thread
 def fit_age_bins(
     x: np.ndarray,
     ages: np.ndarray,

@@ -34,7 +34,7 @@ from anfe.centroids.model.children import (
     answer_in_bands,
     band_at,
 )
-from anfe.centroids.model.fit_age import fit_age_bins, group_out, held_groups
+from anfe.centroids.model.fit_age import fit_age_bins, group_out, held_groups, one_blas_thread
 
 # chosen on the train faces (choose_routing): the router's adult_confidence, and young_confidence,
 # the probability of the bands under YOUNG_BELOW from which a face is uncertain wherever it goes
@@ -80,6 +80,7 @@ MIN_CELL = 20  # a (group, band, gender) cell of the validation faces counts fro
 SMALL_ANSWERED = 12.5  # a cell may hold max_wrong * max(answered, this) wrong answers
 
 
+@one_blas_thread
 def fit_router(
     x: np.ndarray,
     ages: np.ndarray,
@@ -115,6 +116,7 @@ def fit_router(
     return fitted(np.ones(len(x), dtype=bool)), probabilities
 
 
+@one_blas_thread
 def fit_age_and_children(
     cs: CentroidSet,
     x: np.ndarray,
@@ -354,6 +356,7 @@ def _child_references(
     return reference, signed
 
 
+@one_blas_thread
 def fit_agreement(
     cs: CentroidSet,
     x: np.ndarray,
